@@ -1,0 +1,23 @@
+//! Deep label distribution learning (DLDL) for apparent age.
+//!
+//! The shared crate of the trainer and the browser demo: label distributions over the integer
+//! ages `0..=100`, the DLDL / DLDL-v2 losses, the ChaLearn metrics, the VGG-style age networks,
+//! and the fusion of several streams' distributions. Everything here compiles for native targets
+//! and for `wasm32-unknown-unknown`.
+
+pub mod distribution;
+pub mod error;
+pub mod fusion;
+pub mod label;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod preprocess;
+
+pub use burn;
+pub use error::DldlError;
+
+/// The oldest age on the grid; ages are the integers `0..=MAX_AGE`.
+pub const MAX_AGE: usize = 100;
+/// The number of bins of every age distribution: one per integer age `0..=100`.
+pub const AGE_BINS: usize = MAX_AGE + 1;

@@ -1,0 +1,274 @@
+//! The VGG-style age networks: VGG-16's convolutional trunk and DLDL-v2's ThinAgeNet and
+//! TinyAgeNet (Gao et al. 2018, §4.1), each ending in a global average pool and a linear layer
+//! onto the 101 ages.
+
+use std::{fmt, str::FromStr};
+
+use burn::{
+    config::Config,
+    module::Module,
+    nn::{
+        BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d,
+        conv::{Conv2d, Conv2dConfig},
+        pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
+    },
+    tensor::{
+        Device, Tensor,
+        activation::{relu, softmax},
+    },
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{AGE_BINS, DldlError, preprocess::Normalization};
+
+/// VGG-16's convolutional layout: output channels of each 3×3 conv, in five stages that each
+/// end in a 2×2 max-pool.
+const VGG16_STAGES: [&[usize]; 5] = [
+    &[64, 64],
+    &[128, 128],
+    &[256, 256, 256],
+    &[512, 512, 512],
+    &[512, 512, 512],
+];
+
+/// The smallest input that survives five 2×2 max-pools with at least one pixel.
+pub const MIN_INPUT_SIZE: usize = 32;
+
+/// Which network a stream uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// VGG-16's trunk as published: 3×3 conv with bias + ReLU, no normalisation.
+    Vgg16,
+    /// VGG-16's trunk with bias-free conv + batch norm + ReLU, which trains from scratch.
+    Vgg16Bn,
+    /// DLDL-v2's ThinAgeNet: VGG-16 with half the channels, bias-free conv + BN + ReLU.
+    ThinAgeNet,
+    /// DLDL-v2's TinyAgeNet: VGG-16 with a quarter of the channels, bias-free conv + BN + ReLU.
+    TinyAgeNet,
+}
+
+impl Architecture {
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Vgg16,
+        Architecture::Vgg16Bn,
+        Architecture::ThinAgeNet,
+        Architecture::TinyAgeNet,
+    ];
+
+    /// VGG-16's channel counts are divided by this.
+    fn width_divisor(self) -> usize {
+        match self {
+            Architecture::Vgg16 | Architecture::Vgg16Bn => 1,
+            Architecture::ThinAgeNet => 2,
+            Architecture::TinyAgeNet => 4,
+        }
+    }
+
+    fn batch_norm(self) -> bool {
+        !matches!(self, Architecture::Vgg16)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Vgg16 => "vgg16",
+            Architecture::Vgg16Bn => "vgg16-bn",
+            Architecture::ThinAgeNet => "thin-age-net",
+            Architecture::TinyAgeNet => "tiny-age-net",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = DldlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key: String = s
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        Architecture::ALL
+            .into_iter()
+            .find(|a| a.name().replace('-', "") == key)
+            .ok_or_else(|| DldlError::UnknownArchitecture(s.to_string()))
+    }
+}
+
+/// The hyper-parameters of an age network.
+#[derive(Config, Debug, PartialEq)]
+pub struct AgeNetConfig {
+    pub architecture: Architecture,
+    /// Side of the square input in pixels; the global average pool adapts to it.
+    #[config(default = 224)]
+    pub input_size: usize,
+    /// How RGB pixels are turned into the network's input.
+    #[config(default = "Normalization::IMAGENET")]
+    pub normalization: Normalization,
+}
+
+/// One 3×3 conv (+ batch norm) + ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        relu(x)
+    }
+}
+
+/// A VGG-style network mapping `[batch, 3, size, size]` images to logits over the 101 ages.
+#[derive(Module, Debug)]
+pub struct AgeNet {
+    /// The five stages of 3×3 convolutions; each is followed by a 2×2 max-pool.
+    stages: Vec<Vec<ConvBlock>>,
+    pool: MaxPool2d,
+    global_pool: AdaptiveAvgPool2d,
+    head: Linear,
+}
+
+impl AgeNetConfig {
+    pub fn validate(&self) -> Result<(), DldlError> {
+        if self.input_size < MIN_INPUT_SIZE {
+            return Err(DldlError::InputTooSmall(self.input_size));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> Result<AgeNet, DldlError> {
+        self.validate()?;
+        let divisor = self.architecture.width_divisor();
+        let batch_norm = self.architecture.batch_norm();
+        let mut in_channels = 3;
+        let stages = VGG16_STAGES
+            .iter()
+            .map(|widths| {
+                widths
+                    .iter()
+                    .map(|&width| {
+                        let out_channels = width / divisor;
+                        let conv = Conv2dConfig::new([in_channels, out_channels], [3, 3])
+                            .with_padding(PaddingConfig2d::Same)
+                            .with_bias(!batch_norm)
+                            .init(device);
+                        let norm = batch_norm.then(|| BatchNormConfig::new(out_channels).init(device));
+                        in_channels = out_channels;
+                        ConvBlock { conv, norm }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(AgeNet {
+            stages,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            head: LinearConfig::new(in_channels, AGE_BINS).init(device),
+        })
+    }
+}
+
+impl AgeNet {
+    /// Logits over the ages: `[batch, 3, size, size]` → `[batch, 101]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(x);
+            }
+            x = self.pool.forward(x); // halves height and width
+        }
+        let x = self.global_pool.forward(x); // [batch, channels, 1, 1]
+        let [batch, channels, _, _] = x.dims();
+        let x = x.reshape([batch, channels]);
+        self.head.forward(x) // [batch, 101]
+    }
+
+    /// The number of trained parameters: conv and linear weights and biases, batch-norm γ and β.
+    /// Unlike [`Module::num_params`], it leaves out batch norm's running mean and variance,
+    /// which are statistics rather than parameters (and are not counted in the papers).
+    pub fn trainable_params(&self) -> usize {
+        let blocks: usize = self
+            .stages
+            .iter()
+            .flatten()
+            .map(|block| {
+                let norm = block
+                    .norm
+                    .as_ref()
+                    .map_or(0, |n| n.gamma.num_params() + n.beta.num_params());
+                block.conv.num_params() + norm
+            })
+            .sum();
+        blocks + self.head.num_params()
+    }
+
+    /// The predicted age distributions: softmax of [`forward`](Self::forward), `[batch, 101]`.
+    pub fn distribution(&self, images: Tensor<4>) -> Tensor<2> {
+        softmax(self.forward(images), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(architecture: Architecture) -> usize {
+        AgeNetConfig::new(architecture)
+            .init(&Device::flex())
+            .unwrap()
+            .trainable_params()
+    }
+
+    #[test]
+    fn parameter_counts_match_the_papers() {
+        // DLDL-v2 (Gao et al. 2018, Table 1): ThinAgeNet 3.7 M, TinyAgeNet 0.9 M parameters.
+        assert_eq!(params(Architecture::ThinAgeNet), 3_708_229);
+        assert_eq!(params(Architecture::TinyAgeNet), 934_869);
+        // VGG-16's 13 conv layers hold 14,714,688 parameters; the head adds 512·101 + 101.
+        assert_eq!(params(Architecture::Vgg16), 14_714_688 + 512 * 101 + 101);
+    }
+
+    #[test]
+    fn output_is_a_distribution_for_any_input_size() {
+        let device = Device::flex();
+        for size in [32, 48] {
+            let model = AgeNetConfig::new(Architecture::TinyAgeNet)
+                .with_input_size(size)
+                .init(&device)
+                .unwrap();
+            let x = Tensor::<4>::ones([2, 3, size, size], &device);
+            let p = model.distribution(x);
+            assert_eq!(p.dims(), [2, AGE_BINS]);
+            let sums: Vec<f32> = p.sum_dim(1).try_into_vec_as().unwrap();
+            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4));
+        }
+    }
+
+    #[test]
+    fn rejects_small_inputs_and_unknown_names() {
+        let config = AgeNetConfig::new(Architecture::TinyAgeNet).with_input_size(16);
+        assert_eq!(
+            config.init(&Device::flex()).err(),
+            Some(DldlError::InputTooSmall(16))
+        );
+        assert!("resnet50".parse::<Architecture>().is_err());
+        assert_eq!("ThinAgeNet".parse(), Ok(Architecture::ThinAgeNet));
+        assert_eq!("tiny-age-net".parse(), Ok(Architecture::TinyAgeNet));
+        assert_eq!("VGG16".parse(), Ok(Architecture::Vgg16));
+    }
+}

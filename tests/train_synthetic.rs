@@ -1,0 +1,149 @@
+//! End to end: the real `trainer` binary writes the synthetic set, trains TinyAgeNet on it on the
+//! CPU, and evaluates the saved weights on held-out faces.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .expect("the trainer binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = trainer(args);
+    assert!(
+        out.status.success(),
+        "trainer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with an `error:` line on stderr naming `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = trainer(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "trainer {args:?} should fail");
+    assert!(!stderr.contains("panicked"), "panic instead of an error:\n{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains(needle),
+        "expected one `error: ` line naming `{needle}`, got:\n{stderr}"
+    );
+}
+
+fn labels(csv: &Path) -> Vec<f64> {
+    std::fs::read_to_string(csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn tiny_age_net_learns_the_synthetic_ages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let run = dir.path().join("run");
+    ok(&[
+        "synth", "--out", s(&data), "--train", "1600", "--valid", "200", "--test", "300",
+        "--image-size", "48", "--seed", "11", "--quiet",
+    ]);
+    let train_csv = data.join("train.csv");
+    let valid_csv = data.join("valid.csv");
+    let test_csv = data.join("test.csv");
+
+    let train_args = |epochs: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "train", "--train", s(&train_csv), "--valid", s(&valid_csv), "--out", s(&run),
+            "--arch", "tiny-age-net", "--loss", "kl-l1", "--input-size", "32", "--epochs", epochs,
+            "--batch-size", "32", "--learning-rate", "3e-3", "--lr-step", "4", "--lr-gamma", "0.3",
+            "--device", "cpu", "--quiet", "--json",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let as_refs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>();
+
+    // Stop after one epoch, then resume: the run must pick up where it stopped.
+    let first = train_args("6", &["--stop-after", "1"]);
+    let summary: Value = serde_json::from_str(&ok(&as_refs(&first))).unwrap();
+    assert_eq!(summary["epochs_done"], 1);
+    assert_eq!(summary["finished"], false);
+    assert!(!run.join("model.bpk").exists(), "weights written before the run finished");
+    let rest = train_args("6", &["--resume"]);
+    let summary: Value = serde_json::from_str(&ok(&as_refs(&rest))).unwrap();
+    assert_eq!(summary["epochs_done"], 6);
+    assert_eq!(summary["history"].as_array().unwrap().len(), 6);
+
+    // Held-out MAE against always predicting the training mean.
+    let train_mean = {
+        let l = labels(&train_csv);
+        l.iter().sum::<f64>() / l.len() as f64
+    };
+    let test_labels = labels(&test_csv);
+    let baseline =
+        test_labels.iter().map(|m| (m - train_mean).abs()).sum::<f64>() / test_labels.len() as f64;
+    let eval: Value = serde_json::from_str(&ok(&[
+        "eval", "--model", s(&run), "--data", s(&test_csv), "--device", "cpu", "--json", "--quiet",
+    ]))
+    .unwrap();
+    let mae = eval["metrics"]["mae"].as_f64().unwrap();
+    eprintln!("held-out MAE {mae:.2} vs mean-prediction MAE {baseline:.2}");
+    assert!(mae <= 0.5 * baseline, "MAE {mae:.2} is not at most half of {baseline:.2}");
+    assert_eq!(eval["predictions"].as_array().unwrap().len(), test_labels.len());
+
+    // The reloaded weights give exactly the validation figures the in-memory model gave.
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
+    let reloaded: Value = serde_json::from_str(&ok(&[
+        "eval", "--model", s(&run), "--data", s(&valid_csv), "--device", "cpu", "--json", "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(card["validation"], reloaded["metrics"]);
+    assert_eq!(card["data"]["kind"], "synthetic");
+    assert_eq!(card["model"]["architecture"], "tiny-age-net");
+    assert_eq!(card["parameters"], 934_869);
+
+    // The table names every metric.
+    let table = ok(&["eval", "--model", s(&run), "--data", s(&test_csv), "--device", "cpu", "-q"]);
+    for needle in ["MAE", "ε-error", "CS@1 ", "CS@10"] {
+        assert!(table.contains(needle), "{needle} missing from\n{table}");
+    }
+
+    // Bad input: one clear line each, and nothing already trained is lost.
+    let weights_before = std::fs::read(run.join("model.bpk")).unwrap();
+    fails_with(&as_refs(&train_args("6", &[])), "already holds a run");
+    assert_eq!(std::fs::read(run.join("model.bpk")).unwrap(), weights_before);
+    let mut bad_arch = train_args("1", &[]);
+    bad_arch[8] = "resnet".into();
+    fails_with(&as_refs(&bad_arch), "unknown architecture");
+    fails_with(
+        &["eval", "--model", s(&run), "--data", "/nonexistent.csv", "--device", "cpu"],
+        "cannot read the CSV",
+    );
+    let wrong = dir.path().join("wrong");
+    std::fs::create_dir(&wrong).unwrap();
+    std::fs::copy(run.join("model.bpk"), wrong.join("model.bpk")).unwrap();
+    let mut card = card.clone();
+    card["model"]["architecture"] = "thin-age-net".into();
+    std::fs::write(wrong.join("model.json"), card.to_string()).unwrap();
+    fails_with(
+        &["eval", "--model", s(&wrong), "--data", s(&test_csv), "--device", "cpu", "-q"],
+        "do not fit a thin-age-net",
+    );
+}

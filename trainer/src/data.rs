@@ -1,0 +1,301 @@
+//! Data: the generic `path,mean[,std]` CSV, image loading, and batches.
+//!
+//! A CSV row names an image (relative to the CSV's folder, or absolute), the age μ (the mean of
+//! the human guesses for apparent-age data, the real age otherwise) and optionally σ (their
+//! standard deviation). Rows without σ take the configured `--sigma`. A first row whose first
+//! field is `path` is a header.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use anyhow::{Context, Result, bail};
+use dldl::{
+    burn::tensor::{Device, Tensor},
+    label::validate_label,
+    preprocess::{Normalization, images_to_tensor},
+};
+use image::imageops::FilterType;
+use indicatif::ProgressBar;
+use rand::{Rng, rngs::StdRng};
+
+/// One labelled image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub mu: f32,
+    pub sigma: f32,
+}
+
+/// Reads a `path,mean[,std]` CSV. Every malformed row is an error naming `file:line`.
+pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
+    let text = std::fs::read_to_string(csv_path)
+        .with_context(|| format!("cannot read the CSV {}", csv_path.display()))?;
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let mut samples = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let at = || format!("{}:{line_no}", csv_path.display());
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if index == 0 && fields[0].eq_ignore_ascii_case("path") {
+            continue;
+        }
+        if !(2..=3).contains(&fields.len()) {
+            bail!(
+                "{}: expected `path,mean[,std]`, found {} fields",
+                at(),
+                fields.len()
+            );
+        }
+        if fields[0].is_empty() {
+            bail!("{}: the image path is empty", at());
+        }
+        let mu: f32 = fields[1]
+            .parse()
+            .with_context(|| format!("{}: the age `{}` is not a number", at(), fields[1]))?;
+        let sigma: f32 = match fields.get(2) {
+            Some(s) if !s.is_empty() => s
+                .parse()
+                .with_context(|| format!("{}: the std `{s}` is not a number", at()))?,
+            _ => default_sigma,
+        };
+        validate_label(mu, sigma).with_context(|| format!("{}: bad label", at()))?;
+        samples.push(Sample {
+            path: base.join(fields[0]),
+            mu,
+            sigma,
+        });
+    }
+    if samples.is_empty() {
+        bail!("{} holds no samples", csv_path.display());
+    }
+    Ok(samples)
+}
+
+/// Decodes an image, crops its centre square and resizes it to `size`×`size` RGB.
+pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
+    let image = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open the image {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read the image {}", path.display()))?
+        .decode()
+        .with_context(|| format!("cannot decode the image {}", path.display()))?;
+    let side = image.width().min(image.height());
+    if side == 0 {
+        bail!("the image {} is empty", path.display());
+    }
+    let square = image.crop_imm(
+        (image.width() - side) / 2,
+        (image.height() - side) / 2,
+        side,
+        side,
+    );
+    Ok(square
+        .resize_exact(size, size, FilterType::Triangle)
+        .to_rgb8()
+        .into_raw())
+}
+
+/// A data set held in memory at the network's input size.
+#[derive(Debug, Clone)]
+pub struct LoadedSet {
+    pub images: Vec<Vec<u8>>,
+    pub mu: Vec<f32>,
+    pub sigma: Vec<f32>,
+    pub size: usize,
+    /// Rows whose image could not be read and were skipped.
+    pub skipped: usize,
+}
+
+impl LoadedSet {
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Loads every sample's image in parallel. Unreadable images are an error naming the first
+    /// of them, unless `skip_unreadable`, when they are counted and left out.
+    pub fn load(
+        samples: &[Sample],
+        size: usize,
+        skip_unreadable: bool,
+        progress: &ProgressBar,
+    ) -> Result<Self> {
+        progress.set_length(samples.len() as u64);
+        let next = AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut results: Vec<(usize, Result<Vec<u8>>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(sample) = samples.get(i) else { break };
+                            done.push((i, load_image(&sample.path, size as u32)));
+                            progress.inc(1);
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("image loader thread panicked"))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let failures = results.iter().filter(|(_, r)| r.is_err()).count();
+        if failures > 0 && !skip_unreadable {
+            let (_, first) = results
+                .into_iter()
+                .find(|(_, r)| r.is_err())
+                .expect("a failure was counted");
+            let error = first.expect_err("a failure was counted");
+            return Err(error.context(format!(
+                "{failures} of {} images could not be read; fix or remove their rows, \
+                 or pass --skip-unreadable to leave them out",
+                samples.len()
+            )));
+        }
+        let mut set = LoadedSet {
+            images: Vec::new(),
+            mu: Vec::new(),
+            sigma: Vec::new(),
+            size,
+            skipped: failures,
+        };
+        for (i, result) in results {
+            if let Ok(rgb) = result {
+                set.images.push(rgb);
+                set.mu.push(samples[i].mu);
+                set.sigma.push(samples[i].sigma);
+            }
+        }
+        if set.images.is_empty() {
+            bail!("none of the {} images could be read", samples.len());
+        }
+        Ok(set)
+    }
+
+    /// The images at `indices` as a `[batch, 3, size, size]` tensor with their labels; with
+    /// `flip_rng`, each image is mirrored left–right with probability ½.
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        normalization: &Normalization,
+        device: &Device,
+        flip_rng: Option<&mut StdRng>,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        let mut flipped = Vec::new();
+        let images: Vec<&[u8]> = match flip_rng {
+            None => indices.iter().map(|&i| self.images[i].as_slice()).collect(),
+            Some(rng) => {
+                flipped = indices
+                    .iter()
+                    .map(|&i| {
+                        let rgb = &self.images[i];
+                        if rng.random_bool(0.5) {
+                            mirror(rgb, self.size)
+                        } else {
+                            rgb.clone()
+                        }
+                    })
+                    .collect();
+                flipped.iter().map(Vec::as_slice).collect()
+            }
+        };
+        let x = images_to_tensor(&images, self.size, normalization, device);
+        let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let mu = Tensor::<1>::from_floats(pick(&self.mu).as_slice(), device);
+        let sigma = Tensor::<1>::from_floats(pick(&self.sigma).as_slice(), device);
+        (x, mu, sigma)
+    }
+}
+
+/// Mirrors a square interleaved RGB image left–right.
+fn mirror(rgb: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgb.len());
+    for row in rgb.chunks_exact(size * 3) {
+        for pixel in row.chunks_exact(3).rev() {
+            out.extend_from_slice(pixel);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn csv(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("set.csv");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_rows_with_and_without_std() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = csv(dir.path(), "path,mean,std\na.png,30.5,4\nb.png,7\n\nsub/c.png,99,\n");
+        let samples = read_csv(&path, 2.5).unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(samples[0].path, dir.path().join("a.png"));
+        assert_eq!((samples[0].mu, samples[0].sigma), (30.5, 4.0));
+        assert_eq!(samples[1].sigma, 2.5);
+        assert_eq!(samples[2].sigma, 2.5);
+    }
+
+    #[test]
+    fn bad_rows_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, line, needle) in [
+            ("path,mean\na.png,thirty\n", 2, "not a number"),
+            ("a.png,30,1\nb.png,130,1\n", 2, "outside 0..=100"),
+            ("a.png,30,-2\n", 1, "valid standard deviation"),
+            ("a.png,30,1,extra\n", 1, "4 fields"),
+        ] {
+            let path = csv(dir.path(), text);
+            let message = format!("{:#}", read_csv(&path, 3.0).unwrap_err());
+            assert!(
+                message.contains(&format!("set.csv:{line}")) && message.contains(needle),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_images_are_reported_or_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        image::save_buffer(
+            dir.path().join("good.png"),
+            &[200u8; 8 * 6 * 3],
+            8,
+            6,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        fs::write(dir.path().join("corrupt.png"), b"not a png").unwrap();
+        let path = csv(dir.path(), "good.png,20,2\ncorrupt.png,30,2\nmissing.png,40,2\n");
+        let samples = read_csv(&path, 3.0).unwrap();
+        let bar = ProgressBar::hidden();
+        let error = format!("{:#}", LoadedSet::load(&samples, 4, false, &bar).unwrap_err());
+        assert!(error.contains("2 of 3 images could not be read"), "{error}");
+        assert!(error.contains("corrupt.png"), "{error}");
+        let set = LoadedSet::load(&samples, 4, true, &bar).unwrap();
+        assert_eq!((set.len(), set.skipped), (1, 2));
+        assert_eq!(set.images[0].len(), 4 * 4 * 3);
+        assert_eq!(set.mu, vec![20.0]);
+    }
+
+    #[test]
+    fn mirror_reverses_pixels_in_each_row() {
+        let rgb = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4];
+        assert_eq!(mirror(&rgb, 2), vec![2, 2, 2, 1, 1, 1, 4, 4, 4, 3, 3, 3]);
+    }
+}

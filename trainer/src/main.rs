@@ -1,0 +1,275 @@
+//! `trainer`: writes the synthetic set, trains and evaluates apparent-age streams.
+
+mod atomic;
+mod card;
+mod data;
+mod device;
+mod eval;
+mod synth;
+mod training;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dldl::{loss::LossKind, model::Architecture};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::device::DeviceChoice;
+
+/// Train and evaluate deep-label-distribution-learning age networks.
+///
+/// A quick start on the synthetic set:
+///
+///   trainer synth --out data/synth
+///
+///   trainer train --train data/synth/train.csv --valid data/synth/valid.csv --out runs/tiny
+///
+///   trainer eval --model runs/tiny --data data/synth/test.csv
+#[derive(Debug, Parser)]
+#[command(version, about, long_about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the synthetic data set: drawn faces whose traits encode their age.
+    Synth(SynthArgs),
+    /// Train one stream on a `path,mean[,std]` CSV, with checkpoints after every epoch.
+    Train(Box<TrainArgs>),
+    /// Evaluate a trained stream on a `path,mean[,std]` CSV: MAE, ε-error, CS@1..10.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct SynthArgs {
+    /// Folder to write images/, train.csv, valid.csv, test.csv and dataset.json into.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 3000)]
+    train: usize,
+    #[arg(long, default_value_t = 500)]
+    valid: usize,
+    #[arg(long, default_value_t = 500)]
+    test: usize,
+    /// Side of the square images in pixels.
+    #[arg(long, default_value_t = 64)]
+    image_size: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Training CSV: `path,mean[,std]`, paths relative to the CSV.
+    #[arg(long)]
+    train: PathBuf,
+    /// Validation CSV, evaluated after every epoch.
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Folder for checkpoints, the final weights (model.bpk) and the model card (model.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Network: vgg16, vgg16-bn, thin-age-net or tiny-age-net.
+    #[arg(long, default_value = "thin-age-net")]
+    arch: Architecture,
+    /// Loss: kl, cross-entropy, or kl-l1[:λ] (DLDL-v2, λ = 1 by default).
+    #[arg(long, default_value = "kl")]
+    loss: LossKind,
+    /// Side of the square network input in pixels (≥ 32); images are resized to it.
+    #[arg(long, default_value_t = 224)]
+    input_size: usize,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Multiply the learning rate by --lr-gamma every this many epochs (0: never).
+    #[arg(long, default_value_t = 0)]
+    lr_step: usize,
+    #[arg(long, default_value_t = 0.1)]
+    lr_gamma: f64,
+    /// σ for rows without a std (real-age data).
+    #[arg(long, default_value_t = 3.0)]
+    sigma: f32,
+    /// Do not mirror training images at random.
+    #[arg(long)]
+    no_flip: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many epochs in this invocation; --resume continues later.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// Leave out rows whose image cannot be read, instead of stopping.
+    #[arg(long)]
+    skip_unreadable: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing but errors (and --json output).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// A folder written by `trainer train`, or its model.json.
+    #[arg(long)]
+    model: PathBuf,
+    /// CSV to evaluate on: `path,mean[,std]`.
+    #[arg(long)]
+    data: PathBuf,
+    /// σ for rows without a std.
+    #[arg(long, default_value_t = 3.0)]
+    sigma: f32,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long)]
+    skip_unreadable: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Print the metrics and every prediction as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    bar
+}
+
+fn synth(args: SynthArgs) -> Result<()> {
+    let config = synth::SynthConfig {
+        train: args.train,
+        valid: args.valid,
+        test: args.test,
+        image_size: args.image_size,
+        seed: args.seed,
+    };
+    if args.image_size < 32 {
+        anyhow::bail!("--image-size must be at least 32");
+    }
+    let bar = progress_bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
+    synth::write_dataset(&args.out, &config, &bar)?;
+    bar.finish_and_clear();
+    if !args.quiet {
+        eprintln!(
+            "wrote {} faces to {}",
+            config.train + config.valid + config.test,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let (device, device_name) = device::select(args.device)?;
+    if !args.quiet {
+        eprintln!("device: {device_name}");
+    }
+    let options = training::TrainOptions {
+        spec: training::RunSpec {
+            architecture: args.arch,
+            input_size: args.input_size,
+            loss: args.loss,
+            train: args.train,
+            valid: args.valid,
+            default_sigma: args.sigma,
+            batch_size: args.batch_size,
+            learning_rate: args.learning_rate,
+            lr_step_epochs: args.lr_step,
+            lr_gamma: args.lr_gamma,
+            flip: !args.no_flip,
+            seed: args.seed,
+        },
+        epochs: args.epochs,
+        out: args.out,
+        resume: args.resume,
+        skip_unreadable: args.skip_unreadable,
+        quiet: args.quiet,
+        stop_after: args.stop_after,
+    };
+    let summary = training::train(&options, &device, &device_name)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let (device, device_name) = device::select(args.device)?;
+    let loaded = card::load_model(&args.model, &device)?;
+    let samples = data::read_csv(&args.data, args.sigma)?;
+    let size = loaded.card.model.input_size;
+    let bar = progress_bar(args.quiet, "loading [{bar:30}] {pos}/{len} images {eta}");
+    let set = data::LoadedSet::load(&samples, size, args.skip_unreadable, &bar)?;
+    bar.finish_and_clear();
+    let bar = progress_bar(args.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
+    let (report, predictions) = eval::evaluate(
+        &loaded.model,
+        &set,
+        &loaded.card.model.normalization,
+        args.batch_size,
+        &device,
+        &bar,
+    );
+    bar.finish_and_clear();
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model,
+            "architecture": loaded.card.model.architecture,
+            "data": args.data,
+            "device": device_name,
+            "skipped": set.skipped,
+            "metrics": report,
+            "predictions": predictions,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "{} ({} px) on {}",
+            loaded.card.model.architecture,
+            size,
+            args.data.display()
+        );
+        print!("{}", eval::table(&report));
+        if set.skipped > 0 {
+            println!("skipped  {} unreadable images", set.skipped);
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(args) => synth(args),
+        Command::Train(args) => train(*args),
+        Command::Eval(args) => eval(args),
+    }
+    .context("trainer failed");
+    if let Err(error) = result {
+        // One line: what failed and why, outermost first.
+        let chain: Vec<String> = error.chain().skip(1).map(|e| e.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,416 @@
+//! The training loop: one stream, one loss, Adam with a step schedule, per-epoch validation,
+//! atomic checkpoints and resumption.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+use dldl::{
+    burn::{
+        module::{AutodiffModule, Module},
+        optim::{AdamConfig, GradientsParams, ModuleOptimizer},
+        tensor::Device,
+    },
+    loss::LossKind,
+    metrics::MetricsReport,
+    model::{AgeNet, AgeNetConfig, Architecture},
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    atomic,
+    card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
+    data::{LoadedSet, read_csv},
+    eval::evaluate,
+    synth::DATASET_MANIFEST,
+};
+
+/// What a run trains; a resumed run must agree on all of it but the number of epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub architecture: Architecture,
+    pub input_size: usize,
+    pub loss: LossKind,
+    pub train: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub default_sigma: f32,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub lr_step_epochs: usize,
+    pub lr_gamma: f64,
+    pub flip: bool,
+    pub seed: u64,
+}
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub spec: RunSpec,
+    pub epochs: usize,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub skip_unreadable: bool,
+    pub quiet: bool,
+    /// Stop after this many epochs of this invocation (the run stays resumable).
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub learning_rate: f64,
+    pub train_loss: f64,
+    pub validation: Option<MetricsReport>,
+    pub seconds: f64,
+}
+
+/// What a checkpoint holds besides the weights and the optimiser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    spec: RunSpec,
+    epochs_done: usize,
+    history: Vec<EpochLog>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LatestPointer {
+    epoch: usize,
+    folder: String,
+}
+
+/// The learning rate of `epoch` (0-based): divided by 1/γ every `step` epochs.
+pub fn learning_rate(spec: &RunSpec, epoch: usize) -> f64 {
+    match spec.lr_step_epochs {
+        0 => spec.learning_rate,
+        step => spec.learning_rate * spec.lr_gamma.powi((epoch / step) as i32),
+    }
+}
+
+fn checkpoints_dir(out: &Path) -> PathBuf {
+    out.join("checkpoints")
+}
+
+fn latest_path(out: &Path) -> PathBuf {
+    checkpoints_dir(out).join("latest.json")
+}
+
+fn bar(quiet: bool, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("progress template is valid")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn load_set(path: &Path, options: &TrainOptions, what: &str) -> Result<LoadedSet> {
+    let samples = read_csv(path, options.spec.default_sigma)?;
+    let progress = bar(
+        options.quiet,
+        &format!("loading {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
+    );
+    let set = LoadedSet::load(
+        &samples,
+        options.spec.input_size,
+        options.skip_unreadable,
+        &progress,
+    )?;
+    progress.finish_and_clear();
+    if set.skipped > 0 && !options.quiet {
+        eprintln!(
+            "{what}: skipped {} unreadable images of {}",
+            set.skipped,
+            samples.len()
+        );
+    }
+    Ok(set)
+}
+
+fn data_kind(train_csv: &Path) -> String {
+    let manifest = train_csv
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(DATASET_MANIFEST);
+    fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "user".to_string())
+}
+
+/// Writes a checkpoint folder and then points `latest.json` at it; only then are older
+/// checkpoints removed, so a crash at any moment leaves a complete checkpoint to resume from.
+fn save_checkpoint(
+    out: &Path,
+    model: &AgeNet,
+    optim: &ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<()> {
+    let dir = checkpoints_dir(out);
+    let name = format!("epoch-{:04}", state.epochs_done);
+    let staging = dir.join(format!("{name}.tmp-{}", std::process::id()));
+    let target = dir.join(&name);
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    model
+        .clone()
+        .into_record()
+        .save(staging.join(WEIGHTS_FILE))
+        .map_err(|e| anyhow::anyhow!("cannot write the checkpoint's weights: {e}"))?;
+    optim
+        .save(staging.join("optimizer.bpk"))
+        .map_err(|e| anyhow::anyhow!("cannot write the checkpoint's optimiser state: {e}"))?;
+    fs::write(staging.join("state.json"), serde_json::to_vec_pretty(state)?)?;
+    for entry in fs::read_dir(&staging)? {
+        fs::File::open(entry?.path())?.sync_all()?;
+    }
+    if target.exists() {
+        // Left by a run that crashed before pointing `latest.json` at it.
+        fs::remove_dir_all(&target)?;
+    }
+    fs::rename(&staging, &target)
+        .with_context(|| format!("cannot move the checkpoint into {}", target.display()))?;
+    let pointer = LatestPointer {
+        epoch: state.epochs_done,
+        folder: name.clone(),
+    };
+    atomic::write(&latest_path(out), &serde_json::to_vec_pretty(&pointer)?)?;
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() && file_name.starts_with("epoch-") && file_name != name {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+    Ok(())
+}
+
+fn load_checkpoint(
+    out: &Path,
+    config: &AgeNetConfig,
+    device: &Device,
+) -> Result<(AgeNet, ModuleOptimizer, CheckpointState)> {
+    let pointer: LatestPointer = serde_json::from_slice(
+        &fs::read(latest_path(out)).context("cannot read checkpoints/latest.json")?,
+    )
+    .context("checkpoints/latest.json is corrupt")?;
+    let dir = checkpoints_dir(out).join(&pointer.folder);
+    let state: CheckpointState = serde_json::from_slice(
+        &fs::read(dir.join("state.json"))
+            .with_context(|| format!("cannot read {}", dir.join("state.json").display()))?,
+    )
+    .context("the checkpoint's state.json is corrupt")?;
+    let model = load_weights(config, &dir.join(WEIGHTS_FILE), device)?;
+    let optim = AdamConfig::new()
+        .init()
+        .load(dir.join("optimizer.bpk"))
+        .map_err(|e| anyhow::anyhow!("cannot read the checkpoint's optimiser state: {e}"))?;
+    Ok((model, optim, state))
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub out: PathBuf,
+    pub epochs_done: usize,
+    pub finished: bool,
+    pub history: Vec<EpochLog>,
+}
+
+pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Result<TrainSummary> {
+    let spec = &options.spec;
+    let config = AgeNetConfig::new(spec.architecture).with_input_size(spec.input_size);
+    config.validate()?;
+    if spec.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let out = &options.out;
+    let has_checkpoint = latest_path(out).exists();
+    if !options.resume && (has_checkpoint || out.join(CARD_FILE).exists()) {
+        bail!(
+            "{} already holds a run; pass --resume to continue it, or choose another --out",
+            out.display()
+        );
+    }
+    fs::create_dir_all(checkpoints_dir(out))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+
+    let autodiff = device.clone().autodiff();
+    let (mut model, mut optim, mut state) = if options.resume && has_checkpoint {
+        let (model, optim, state) = load_checkpoint(out, &config, &autodiff)?;
+        if state.spec != *spec {
+            bail!(
+                "{} was trained with other settings ({:?}); resume it with the same settings \
+                 (only --epochs may change), or choose another --out",
+                out.display(),
+                state.spec
+            );
+        }
+        if !options.quiet {
+            eprintln!("resuming {} after epoch {}", out.display(), state.epochs_done);
+        }
+        (model, optim, state)
+    } else {
+        device.seed(spec.seed);
+        let model = config.init(&autodiff)?;
+        let state = CheckpointState {
+            spec: spec.clone(),
+            epochs_done: 0,
+            history: Vec::new(),
+        };
+        (model, AdamConfig::new().init(), state)
+    };
+
+    let train_set = load_set(&spec.train, options, "train")?;
+    let valid_set = spec
+        .valid
+        .as_ref()
+        .map(|path| load_set(path, options, "valid"))
+        .transpose()?;
+    let normalization = config.normalization;
+    let started = Instant::now();
+    let mut epochs_this_run = 0;
+
+    while state.epochs_done < options.epochs {
+        if options.stop_after.is_some_and(|n| epochs_this_run >= n) {
+            break;
+        }
+        let epoch = state.epochs_done;
+        let lr = learning_rate(spec, epoch);
+        let epoch_start = Instant::now();
+        // Shuffling and flips depend on the seed and the epoch alone, so a resumed run sees the
+        // same batches as an uninterrupted one.
+        let mut rng = StdRng::seed_from_u64(spec.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        order.shuffle(&mut rng);
+        let batches = order.len().div_ceil(spec.batch_size);
+        let progress = bar(
+            options.quiet,
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches  loss {msg}  {elapsed} < {eta}",
+        );
+        progress.set_prefix(format!("{}/{}", epoch + 1, options.epochs));
+        progress.set_length(batches as u64);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(spec.batch_size) {
+            let flip = spec.flip.then_some(&mut rng);
+            let (x, mu, sigma) = train_set.batch(chunk, &normalization, &autodiff, flip);
+            let loss = spec.loss.loss(model.forward(x), mu, sigma);
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                bail!(
+                    "the loss became {value} in epoch {}; lower --learning-rate",
+                    epoch + 1
+                );
+            }
+            loss_sum += value * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            progress.set_message(format!("{value:.4}"));
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        let train_loss = loss_sum / train_set.len() as f64;
+        let validation = valid_set.as_ref().map(|set| {
+            let progress = bar(options.quiet, "validate [{bar:30}] {pos}/{len} images {eta}");
+            let (report, _) = evaluate(
+                &model.valid(),
+                set,
+                &normalization,
+                spec.batch_size,
+                device,
+                &progress,
+            );
+            progress.finish_and_clear();
+            report
+        });
+        let log = EpochLog {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train_loss,
+            validation,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        if !options.quiet {
+            let valid = log.validation.as_ref().map_or(String::new(), |v| {
+                format!("  valid MAE {:.2}  ε {:.3}", v.mae, v.epsilon_error)
+            });
+            eprintln!(
+                "epoch {}/{}  lr {lr:.1e}  loss {train_loss:.4}{valid}  ({:.0} s)",
+                epoch + 1,
+                options.epochs,
+                log.seconds
+            );
+        }
+        state.history.push(log);
+        state.epochs_done += 1;
+        epochs_this_run += 1;
+        save_checkpoint(out, &model, &optim, &state)?;
+    }
+
+    let finished = state.epochs_done >= options.epochs;
+    if finished {
+        let train_mean_age = train_set.mu.iter().sum::<f32>() / train_set.len() as f32;
+        let card = ModelCard::new(
+            config,
+            model.trainable_params(),
+            spec.loss,
+            DataCard {
+                kind: data_kind(&spec.train),
+                train: spec.train.clone(),
+                train_images: train_set.len(),
+                train_mean_age,
+                valid: spec.valid.clone(),
+                valid_images: valid_set.as_ref().map_or(0, LoadedSet::len),
+                default_sigma: spec.default_sigma,
+            },
+            TrainingCard {
+                epochs: state.epochs_done,
+                batch_size: spec.batch_size,
+                optimizer: "Adam (β = 0.9, 0.999)".to_string(),
+                learning_rate: spec.learning_rate,
+                lr_step_epochs: spec.lr_step_epochs,
+                lr_gamma: spec.lr_gamma,
+                augmentation: if spec.flip { "horizontal flip" } else { "none" }.to_string(),
+                seed: spec.seed,
+                device: device_name.to_string(),
+                seconds: state.history.iter().map(|e| e.seconds).sum(),
+            },
+            state.history.last().and_then(|e| e.validation.clone()),
+        );
+        let weights = out.join(WEIGHTS_FILE);
+        let record = model.valid().into_record();
+        atomic::write_with(&weights, |tmp| {
+            record
+                .save(tmp)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", weights.display()))
+        })?;
+        atomic::write(&out.join(CARD_FILE), &serde_json::to_vec_pretty(&card)?)?;
+        atomic::write(
+            &out.join("history.json"),
+            &serde_json::to_vec_pretty(&state.history)?,
+        )?;
+        if !options.quiet {
+            eprintln!(
+                "wrote {} and {} ({:.0} s this run)",
+                weights.display(),
+                out.join(CARD_FILE).display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(TrainSummary {
+        out: out.clone(),
+        epochs_done: state.epochs_done,
+        finished,
+        history: state.history,
+    })
+}

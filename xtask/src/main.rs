@@ -1,0 +1,136 @@
+//! Project automation, run as `cargo xtask <task>`.
+//!
+//! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
+//!   target), then runs rustfmt, clippy with warnings denied (native and wasm32), and every test.
+//!
+//! Builds go to one target folder outside the clone (`$CARGO_TARGET_DIR`, by default
+//! `~/.cache/apparent-age/target`), so that fresh clones and CI reuse earlier builds.
+
+use std::{
+    env,
+    path::PathBuf,
+    process::{Command, ExitCode},
+};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{}", usage());
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{}", usage())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: cargo xtask <task>\n\ntasks:\n  test   install what is missing, then run rustfmt, clippy and every test\n"
+        .to_string()
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The shared target folder: `$CARGO_TARGET_DIR`, else `~/.cache/apparent-age/target`.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/apparent-age/target")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    command
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir());
+    command
+}
+
+/// Runs a step, printing it first; fails naming the step.
+fn run(what: &str, mut command: Command) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", command.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs the rustup components and targets the checks need, when they are missing.
+fn ensure_toolchain() -> Result<()> {
+    let Some(installed) = output("rustup", &["component", "list", "--installed"]) else {
+        eprintln!("xtask: rustup not found; assuming rustfmt, clippy and the {WASM_TARGET} target are installed");
+        return Ok(());
+    };
+    for component in ["rustfmt", "clippy"] {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            let mut add = Command::new("rustup");
+            add.args(["component", "add", component]);
+            run(&format!("installing {component}"), add)
+                .map_err(|e| format!("{e}; install it with `rustup component add {component}`"))?;
+        }
+    }
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|l| l.trim() == WASM_TARGET) {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", WASM_TARGET]);
+        run(&format!("installing the {WASM_TARGET} target"), add)
+            .map_err(|e| format!("{e}; install it with `rustup target add {WASM_TARGET}`"))?;
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    ensure_toolchain()?;
+    eprintln!("xtask: builds go to {}", target_dir().display());
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("rustfmt (cargo fmt --all --check)", fmt)
+        .map_err(|e| format!("{e}; run `cargo fmt --all` to fix the formatting"))?;
+
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run("clippy, native, warnings denied", clippy)?;
+
+    let mut clippy_wasm = cargo();
+    clippy_wasm.args([
+        "clippy", "-p", "dldl", "-p", "web", "--target", WASM_TARGET, "--", "-D", "warnings",
+    ]);
+    run("clippy, wasm32 (dldl and web), warnings denied", clippy_wasm)?;
+
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    run("tests (cargo test --workspace)", tests)?;
+
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
