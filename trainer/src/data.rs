@@ -191,24 +191,18 @@ impl LoadedSet {
         device: &Device,
         flip_rng: Option<&mut StdRng>,
     ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-        let mut flipped = Vec::new();
-        let images: Vec<&[u8]> = match flip_rng {
-            None => indices.iter().map(|&i| self.images[i].as_slice()).collect(),
-            Some(rng) => {
-                flipped = indices
-                    .iter()
-                    .map(|&i| {
-                        let rgb = &self.images[i];
-                        if rng.random_bool(0.5) {
-                            mirror(rgb, self.size)
-                        } else {
-                            rgb.clone()
-                        }
-                    })
-                    .collect();
-                flipped.iter().map(Vec::as_slice).collect()
-            }
+        let flipped: Vec<Option<Vec<u8>>> = match flip_rng {
+            None => vec![None; indices.len()],
+            Some(rng) => indices
+                .iter()
+                .map(|&i| rng.random_bool(0.5).then(|| mirror(&self.images[i], self.size)))
+                .collect(),
         };
+        let images: Vec<&[u8]> = indices
+            .iter()
+            .zip(&flipped)
+            .map(|(&i, f)| f.as_deref().unwrap_or(&self.images[i]))
+            .collect();
         let x = images_to_tensor(&images, self.size, normalization, device);
         let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let mu = Tensor::<1>::from_floats(pick(&self.mu).as_slice(), device);

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dldl::{
     burn::{
-        module::{AutodiffModule, Module},
+        module::Module,
         optim::{AdamConfig, GradientsParams, ModuleOptimizer},
         tensor::Device,
     },

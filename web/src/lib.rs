@@ -14,3 +14,9 @@ pub fn label_distribution(mu: f32, sigma: f32) -> Result<Vec<f32>, JsError> {
 pub fn expected_age(distribution: Vec<f32>) -> Result<f32, JsError> {
     dldl::distribution::expected_age(&distribution).map_err(|e| JsError::new(&e.to_string()))
 }
+
+/// The standard deviation of a distribution over the ages 0..=100.
+#[wasm_bindgen(js_name = stdDev)]
+pub fn std_dev(distribution: Vec<f32>) -> Result<f32, JsError> {
+    dldl::distribution::std_dev(&distribution).map_err(|e| JsError::new(&e.to_string()))
+}

@@ -2,6 +2,8 @@
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
 //!   target), then runs rustfmt, clippy with warnings denied (native and wasm32), and every test.
+//! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
+//!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
 //!
 //! Builds go to one target folder outside the clone (`$CARGO_TARGET_DIR`, by default
 //! `~/.cache/apparent-age/target`), so that fresh clones and CI reuse earlier builds.
@@ -13,6 +15,7 @@ use std::{
 };
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const TRUNK_VERSION: &str = "0.21.14";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -20,6 +23,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("demo") => demo(args.iter().any(|a| a == "--build-only")),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
             Ok(())
@@ -36,7 +40,9 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <task>\n\ntasks:\n  test   install what is missing, then run rustfmt, clippy and every test\n"
+    "usage: cargo xtask <task>\n\ntasks:\n  \
+     test                 install what is missing, then run rustfmt, clippy and every test\n  \
+     demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n"
         .to_string()
 }
 
@@ -84,6 +90,69 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The version of `package` that Cargo.lock pins.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"") {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err(format!("Cargo.lock does not pin {package}"))
+}
+
+/// Installs `krate` at `version` with `cargo install` unless `binary --version` already says it.
+fn ensure_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result<()> {
+    let found = output(binary, &["--version"]).unwrap_or_default();
+    if found.split_whitespace().any(|w| w == version) {
+        return Ok(());
+    }
+    let mut install = cargo();
+    install.args(["install", krate, "--version", &format!("={version}")]);
+    if locked {
+        install.arg("--locked");
+    }
+    run(&format!("installing {krate} {version} (a few minutes, once)"), install).map_err(|e| {
+        format!("{e}; install it by hand with `cargo install {krate} --version ={version}`")
+    })
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let Some(targets) = output("rustup", &["target", "list", "--installed"]) else {
+        return Ok(());
+    };
+    if !targets.lines().any(|l| l.trim() == WASM_TARGET) {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", WASM_TARGET]);
+        run(&format!("installing the {WASM_TARGET} target"), add)
+            .map_err(|e| format!("{e}; install it with `rustup target add {WASM_TARGET}`"))?;
+    }
+    Ok(())
+}
+
+fn demo(build_only: bool) -> Result<()> {
+    ensure_wasm_target()?;
+    // trunk 0.22 needs a newer rustc than the project's 1.95.
+    ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
+    // wasm-bindgen-cli must match the library exactly; `--locked` fails to resolve for it.
+    ensure_tool("wasm-bindgen", "wasm-bindgen-cli", &locked_version("wasm-bindgen")?, false)?;
+    let mut trunk = Command::new("trunk");
+    trunk
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir());
+    if build_only {
+        trunk.args(["build", "--release"]);
+        return run("building the demo page (trunk build --release)", trunk);
+    }
+    trunk.args(["serve", "--release"]);
+    eprintln!("xtask: the demo will be at http://127.0.0.1:8080/ once built (Ctrl-C stops it)");
+    run("building and serving the demo page (trunk serve --release)", trunk)
+}
+
 /// Installs the rustup components and targets the checks need, when they are missing.
 fn ensure_toolchain() -> Result<()> {
     let Some(installed) = output("rustup", &["component", "list", "--installed"]) else {
@@ -98,14 +167,7 @@ fn ensure_toolchain() -> Result<()> {
                 .map_err(|e| format!("{e}; install it with `rustup component add {component}`"))?;
         }
     }
-    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !targets.lines().any(|l| l.trim() == WASM_TARGET) {
-        let mut add = Command::new("rustup");
-        add.args(["target", "add", WASM_TARGET]);
-        run(&format!("installing the {WASM_TARGET} target"), add)
-            .map_err(|e| format!("{e}; install it with `rustup target add {WASM_TARGET}`"))?;
-    }
-    Ok(())
+    ensure_wasm_target()
 }
 
 fn test() -> Result<()> {
