@@ -30,7 +30,10 @@ fn fails_with(args: &[&str], needle: &str) {
     let out = trainer(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "trainer {args:?} should fail");
-    assert!(!stderr.contains("panicked"), "panic instead of an error:\n{stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error:\n{stderr}"
+    );
     let first = stderr.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("error: ") && first.contains(needle),
@@ -61,8 +64,20 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     let data = dir.path().join("synth");
     let run = dir.path().join("run");
     ok(&[
-        "synth", "--out", s(&data), "--train", "1600", "--valid", "200", "--test", "300",
-        "--image-size", "48", "--seed", "11", "--quiet",
+        "synth",
+        "--out",
+        s(&data),
+        "--train",
+        "1600",
+        "--valid",
+        "200",
+        "--test",
+        "300",
+        "--image-size",
+        "48",
+        "--seed",
+        "11",
+        "--quiet",
     ]);
     let train_csv = data.join("train.csv");
     let valid_csv = data.join("valid.csv");
@@ -70,10 +85,33 @@ fn tiny_age_net_learns_the_synthetic_ages() {
 
     let train_args = |epochs: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [
-            "train", "--train", s(&train_csv), "--valid", s(&valid_csv), "--out", s(&run),
-            "--arch", "tiny-age-net", "--loss", "kl-l1", "--input-size", "32", "--epochs", epochs,
-            "--batch-size", "32", "--learning-rate", "3e-3", "--lr-step", "3", "--lr-gamma", "0.3",
-            "--device", "cpu", "--quiet", "--json",
+            "train",
+            "--train",
+            s(&train_csv),
+            "--valid",
+            s(&valid_csv),
+            "--out",
+            s(&run),
+            "--arch",
+            "tiny-age-net",
+            "--loss",
+            "kl-l1",
+            "--input-size",
+            "32",
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "32",
+            "--learning-rate",
+            "3e-3",
+            "--lr-step",
+            "3",
+            "--lr-gamma",
+            "0.3",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--json",
         ]
         .iter()
         .map(|a| a.to_string())
@@ -87,7 +125,10 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     let summary: Value = serde_json::from_str(&ok(&as_refs(&first))).unwrap();
     assert_eq!(summary["epochs_done"], 1);
     assert_eq!(summary["finished"], false);
-    assert!(!run.join("model.bpk").exists(), "weights written before the run finished");
+    assert!(
+        !run.join("model.bpk").exists(),
+        "weights written before the run finished"
+    );
     let rest = train_args("4", &["--resume"]);
     let summary: Value = serde_json::from_str(&ok(&as_refs(&rest))).unwrap();
     assert_eq!(summary["epochs_done"], 4);
@@ -99,22 +140,47 @@ fn tiny_age_net_learns_the_synthetic_ages() {
         l.iter().sum::<f64>() / l.len() as f64
     };
     let test_labels = labels(&test_csv);
-    let baseline =
-        test_labels.iter().map(|m| (m - train_mean).abs()).sum::<f64>() / test_labels.len() as f64;
+    let baseline = test_labels
+        .iter()
+        .map(|m| (m - train_mean).abs())
+        .sum::<f64>()
+        / test_labels.len() as f64;
     let eval: Value = serde_json::from_str(&ok(&[
-        "eval", "--model", s(&run), "--data", s(&test_csv), "--device", "cpu", "--json", "--quiet",
+        "eval",
+        "--model",
+        s(&run),
+        "--data",
+        s(&test_csv),
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     let mae = eval["metrics"]["mae"].as_f64().unwrap();
     eprintln!("held-out MAE {mae:.2} vs mean-prediction MAE {baseline:.2}");
-    assert!(mae <= 0.5 * baseline, "MAE {mae:.2} is not at most half of {baseline:.2}");
-    assert_eq!(eval["predictions"].as_array().unwrap().len(), test_labels.len());
+    assert!(
+        mae <= 0.5 * baseline,
+        "MAE {mae:.2} is not at most half of {baseline:.2}"
+    );
+    assert_eq!(
+        eval["predictions"].as_array().unwrap().len(),
+        test_labels.len()
+    );
 
     // The reloaded weights give exactly the validation figures the in-memory model gave.
     let card: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
     let reloaded: Value = serde_json::from_str(&ok(&[
-        "eval", "--model", s(&run), "--data", s(&valid_csv), "--device", "cpu", "--json", "--quiet",
+        "eval",
+        "--model",
+        s(&run),
+        "--data",
+        s(&valid_csv),
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     assert_eq!(card["validation"], reloaded["metrics"]);
@@ -123,7 +189,16 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     assert_eq!(card["parameters"], 934_869);
 
     // The table names every metric.
-    let table = ok(&["eval", "--model", s(&run), "--data", s(&test_csv), "--device", "cpu", "-q"]);
+    let table = ok(&[
+        "eval",
+        "--model",
+        s(&run),
+        "--data",
+        s(&test_csv),
+        "--device",
+        "cpu",
+        "-q",
+    ]);
     for needle in ["MAE", "ε-error", "CS@1 ", "CS@10"] {
         assert!(table.contains(needle), "{needle} missing from\n{table}");
     }
@@ -131,12 +206,23 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     // Bad input: one clear line each, and nothing already trained is lost.
     let weights_before = std::fs::read(run.join("model.bpk")).unwrap();
     fails_with(&as_refs(&train_args("6", &[])), "already holds a run");
-    assert_eq!(std::fs::read(run.join("model.bpk")).unwrap(), weights_before);
+    assert_eq!(
+        std::fs::read(run.join("model.bpk")).unwrap(),
+        weights_before
+    );
     let mut bad_arch = train_args("1", &[]);
     bad_arch[8] = "resnet".into();
     fails_with(&as_refs(&bad_arch), "unknown architecture");
     fails_with(
-        &["eval", "--model", s(&run), "--data", "/nonexistent.csv", "--device", "cpu"],
+        &[
+            "eval",
+            "--model",
+            s(&run),
+            "--data",
+            "/nonexistent.csv",
+            "--device",
+            "cpu",
+        ],
         "cannot read the CSV",
     );
     let wrong = dir.path().join("wrong");
@@ -146,7 +232,16 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     card["model"]["architecture"] = "thin-age-net".into();
     std::fs::write(wrong.join("model.json"), card.to_string()).unwrap();
     fails_with(
-        &["eval", "--model", s(&wrong), "--data", s(&test_csv), "--device", "cpu", "-q"],
+        &[
+            "eval",
+            "--model",
+            s(&wrong),
+            "--data",
+            s(&test_csv),
+            "--device",
+            "cpu",
+            "-q",
+        ],
         "do not fit a thin-age-net",
     );
 }

@@ -128,10 +128,7 @@ mod tests {
         p[20] = 0.5;
         p[40] = 0.5;
         p[AGE_BINS + 90] = 1.0;
-        let t = Tensor::<2>::from_data(
-            burn::tensor::TensorData::new(p, [2, AGE_BINS]),
-            &device,
-        );
+        let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(p, [2, AGE_BINS]), &device);
         let means: Vec<f32> = expected_ages(t.clone()).try_into_vec_as().unwrap();
         let stds: Vec<f32> = std_devs(t).try_into_vec_as().unwrap();
         assert!((means[0] - 30.0).abs() < 1e-4 && (means[1] - 90.0).abs() < 1e-4);

@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn rejects_mismatched_inputs() {
         let a = label_distribution(45.0, 3.0).unwrap();
-        assert_eq!(fuse(&[], &[], FusionRule::Arithmetic), Err(DldlError::NoStreams));
+        assert_eq!(
+            fuse(&[], &[], FusionRule::Arithmetic),
+            Err(DldlError::NoStreams)
+        );
         assert!(matches!(
             fuse(&[&a], &[1.0, 1.0], FusionRule::Arithmetic),
             Err(DldlError::FusionWeights { .. })

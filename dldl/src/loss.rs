@@ -173,7 +173,12 @@ mod tests {
         let device = Device::flex();
         let logits = || {
             Tensor::<2>::from_data(
-                TensorData::new((0..AGE_BINS).map(|a| -(a as f32 - 50.0).abs() / 10.0).collect(), [1, AGE_BINS]),
+                TensorData::new(
+                    (0..AGE_BINS)
+                        .map(|a| -(a as f32 - 50.0).abs() / 10.0)
+                        .collect(),
+                    [1, AGE_BINS],
+                ),
                 &device,
             )
         };
@@ -184,7 +189,10 @@ mod tests {
         let prediction = log_softmax(logits(), 1).exp();
         let l1 = scalar(l1_expectation_loss(prediction, mu()));
         assert!(l1 > 1.0);
-        assert!((joint - (kl + 2.0 * l1)).abs() < 1e-3, "{joint} vs {kl} + 2·{l1}");
+        assert!(
+            (joint - (kl + 2.0 * l1)).abs() < 1e-3,
+            "{joint} vs {kl} + 2·{l1}"
+        );
     }
 
     #[test]

@@ -166,7 +166,8 @@ impl AgeNetConfig {
                             .with_padding(PaddingConfig2d::Same)
                             .with_bias(!batch_norm)
                             .init(device);
-                        let norm = batch_norm.then(|| BatchNormConfig::new(out_channels).init(device));
+                        let norm =
+                            batch_norm.then(|| BatchNormConfig::new(out_channels).init(device));
                         in_channels = out_channels;
                         ConvBlock { conv, norm }
                     })

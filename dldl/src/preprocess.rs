@@ -22,9 +22,7 @@ impl Normalization {
         let pixels = rgb.len() / 3;
         for channel in 0..3 {
             let (mean, std) = (self.mean[channel], self.std[channel]);
-            out.extend(
-                (0..pixels).map(|i| (f32::from(rgb[i * 3 + channel]) / 255.0 - mean) / std),
-            );
+            out.extend((0..pixels).map(|i| (f32::from(rgb[i * 3 + channel]) / 255.0 - mean) / std));
         }
     }
 }
@@ -65,7 +63,12 @@ mod tests {
         norm.push_chw(&[255, 0, 0, 255, 255, 255], &mut out);
         assert_eq!(out, vec![1.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
 
-        let t = images_to_tensor(&[&[255u8; 12]], 2, &Normalization::IMAGENET, &Device::flex());
+        let t = images_to_tensor(
+            &[&[255u8; 12]],
+            2,
+            &Normalization::IMAGENET,
+            &Device::flex(),
+        );
         assert_eq!(t.dims(), [1, 3, 2, 2]);
         let v: Vec<f32> = t.try_into_vec_as().unwrap();
         assert!((v[0] - (1.0 - 0.485) / 0.229).abs() < 1e-6);

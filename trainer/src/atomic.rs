@@ -23,8 +23,7 @@ pub fn write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", path.display()))
+        fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
     });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

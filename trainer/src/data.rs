@@ -195,7 +195,10 @@ impl LoadedSet {
             None => vec![None; indices.len()],
             Some(rng) => indices
                 .iter()
-                .map(|&i| rng.random_bool(0.5).then(|| mirror(&self.images[i], self.size)))
+                .map(|&i| {
+                    rng.random_bool(0.5)
+                        .then(|| mirror(&self.images[i], self.size))
+                })
                 .collect(),
         };
         let images: Vec<&[u8]> = indices
@@ -236,7 +239,10 @@ mod tests {
     #[test]
     fn reads_rows_with_and_without_std() {
         let dir = tempfile::tempdir().unwrap();
-        let path = csv(dir.path(), "path,mean,std\na.png,30.5,4\nb.png,7\n\nsub/c.png,99,\n");
+        let path = csv(
+            dir.path(),
+            "path,mean,std\na.png,30.5,4\nb.png,7\n\nsub/c.png,99,\n",
+        );
         let samples = read_csv(&path, 2.5).unwrap();
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[0].path, dir.path().join("a.png"));
@@ -275,10 +281,16 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.path().join("corrupt.png"), b"not a png").unwrap();
-        let path = csv(dir.path(), "good.png,20,2\ncorrupt.png,30,2\nmissing.png,40,2\n");
+        let path = csv(
+            dir.path(),
+            "good.png,20,2\ncorrupt.png,30,2\nmissing.png,40,2\n",
+        );
         let samples = read_csv(&path, 3.0).unwrap();
         let bar = ProgressBar::hidden();
-        let error = format!("{:#}", LoadedSet::load(&samples, 4, false, &bar).unwrap_err());
+        let error = format!(
+            "{:#}",
+            LoadedSet::load(&samples, 4, false, &bar).unwrap_err()
+        );
         assert!(error.contains("2 of 3 images could not be read"), "{error}");
         assert!(error.contains("corrupt.png"), "{error}");
         let set = LoadedSet::load(&samples, 4, true, &bar).unwrap();

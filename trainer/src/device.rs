@@ -23,7 +23,10 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
         DeviceChoice::Wgpu => wgpu_gpu(),
         DeviceChoice::Cuda => cuda(),
         DeviceChoice::Auto => Ok(wgpu_gpu().unwrap_or_else(|_| {
-            (Device::flex(), "cpu (burn flex; no GPU adapter found)".to_string())
+            (
+                Device::flex(),
+                "cpu (burn flex; no GPU adapter found)".to_string(),
+            )
         })),
     }
 }
@@ -46,7 +49,9 @@ fn wgpu_gpu() -> Result<(Device, String)> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_gpu() -> Result<(Device, String)> {
-    anyhow::bail!("this trainer was built without the `wgpu` feature; rebuild with `--features wgpu` or use --device cpu")
+    anyhow::bail!(
+        "this trainer was built without the `wgpu` feature; rebuild with `--features wgpu` or use --device cpu"
+    )
 }
 
 #[cfg(feature = "cuda")]

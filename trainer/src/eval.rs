@@ -35,7 +35,9 @@ pub fn evaluate(
         predictions.extend(expected);
         progress.inc(chunk.len() as u64);
     }
-    let report = metrics.report().expect("a loaded set holds at least one image");
+    let report = metrics
+        .report()
+        .expect("a loaded set holds at least one image");
     (report, predictions)
 }
 

@@ -169,7 +169,10 @@ fn save_checkpoint(
     optim
         .save(staging.join("optimizer.bpk"))
         .map_err(|e| anyhow::anyhow!("cannot write the checkpoint's optimiser state: {e}"))?;
-    fs::write(staging.join("state.json"), serde_json::to_vec_pretty(state)?)?;
+    fs::write(
+        staging.join("state.json"),
+        serde_json::to_vec_pretty(state)?,
+    )?;
     for entry in fs::read_dir(&staging)? {
         fs::File::open(entry?.path())?.sync_all()?;
     }
@@ -186,7 +189,10 @@ fn save_checkpoint(
     atomic::write(&latest_path(out), &serde_json::to_vec_pretty(&pointer)?)?;
     for entry in fs::read_dir(&dir)? {
         let path = entry?.path();
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() && file_name.starts_with("epoch-") && file_name != name {
             let _ = fs::remove_dir_all(&path);
         }
@@ -256,7 +262,11 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             );
         }
         if !options.quiet {
-            eprintln!("resuming {} after epoch {}", out.display(), state.epochs_done);
+            eprintln!(
+                "resuming {} after epoch {}",
+                out.display(),
+                state.epochs_done
+            );
         }
         (model, optim, state)
     } else {
@@ -289,7 +299,8 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         let epoch_start = Instant::now();
         // Shuffling and flips depend on the seed and the epoch alone, so a resumed run sees the
         // same batches as an uninterrupted one.
-        let mut rng = StdRng::seed_from_u64(spec.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(spec.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut rng);
         let batches = order.len().div_ceil(spec.batch_size);
@@ -320,7 +331,10 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         progress.finish_and_clear();
         let train_loss = loss_sum / train_set.len() as f64;
         let validation = valid_set.as_ref().map(|set| {
-            let progress = bar(options.quiet, "validate [{bar:30}] {pos}/{len} images {eta}");
+            let progress = bar(
+                options.quiet,
+                "validate [{bar:30}] {pos}/{len} images {eta}",
+            );
             let (report, _) = evaluate(
                 &model.valid(),
                 set,
@@ -413,4 +427,96 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         finished,
         history: state.history,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{SynthConfig, write_dataset};
+
+    fn options(data: &Path, out: &Path, stop_after: Option<usize>, resume: bool) -> TrainOptions {
+        TrainOptions {
+            spec: RunSpec {
+                architecture: Architecture::TinyAgeNet,
+                input_size: 32,
+                loss: LossKind::KlL1 { lambda: 1.0 },
+                train: data.join("train.csv"),
+                valid: Some(data.join("valid.csv")),
+                default_sigma: 3.0,
+                batch_size: 16,
+                learning_rate: 1e-3,
+                lr_step_epochs: 1,
+                lr_gamma: 0.5,
+                flip: true,
+                seed: 5,
+            },
+            epochs: 2,
+            out: out.to_path_buf(),
+            resume,
+            skip_unreadable: false,
+            quiet: true,
+            stop_after,
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = SynthConfig {
+            train: 48,
+            valid: 16,
+            test: 0,
+            image_size: 32,
+            seed: 1,
+        };
+        write_dataset(&data, &config, &ProgressBar::hidden()).unwrap();
+        let device = Device::flex();
+
+        let straight = dir.path().join("straight");
+        let summary = train(&options(&data, &straight, None, false), &device, "cpu").unwrap();
+        assert!(summary.finished);
+
+        let interrupted = dir.path().join("interrupted");
+        let first = train(
+            &options(&data, &interrupted, Some(1), false),
+            &device,
+            "cpu",
+        )
+        .unwrap();
+        assert_eq!((first.epochs_done, first.finished), (1, false));
+        assert!(!interrupted.join(WEIGHTS_FILE).exists());
+        // A crash while writing the next checkpoint leaves a staging folder behind.
+        fs::create_dir_all(checkpoints_dir(&interrupted).join("epoch-0002.tmp-1")).unwrap();
+        let rest = train(&options(&data, &interrupted, None, true), &device, "cpu").unwrap();
+        assert_eq!((rest.epochs_done, rest.finished), (2, true));
+
+        // Same weights: the same distributions on the same images.
+        let model_config = AgeNetConfig::new(Architecture::TinyAgeNet).with_input_size(32);
+        let set = load_set(
+            &data.join("valid.csv"),
+            &options(&data, &straight, None, false),
+            "valid",
+        )
+        .unwrap();
+        let indices: Vec<usize> = (0..set.len()).collect();
+        let predict = |dir: &Path| -> Vec<f32> {
+            let model = load_weights(&model_config, &dir.join(WEIGHTS_FILE), &device).unwrap();
+            let (x, _, _) = set.batch(&indices, &model_config.normalization, &device, None);
+            model.distribution(x).try_into_vec_as().unwrap()
+        };
+        assert_eq!(predict(&straight), predict(&interrupted));
+        assert_eq!(
+            serde_json::to_value(&summary.history.last().unwrap().validation).unwrap(),
+            serde_json::to_value(&rest.history.last().unwrap().validation).unwrap()
+        );
+    }
+
+    #[test]
+    fn learning_rate_steps_down() {
+        let spec = options(Path::new("d"), Path::new("o"), None, false).spec;
+        assert_eq!(learning_rate(&spec, 0), 1e-3);
+        assert_eq!(learning_rate(&spec, 1), 5e-4);
+        assert_eq!(learning_rate(&spec, 2), 2.5e-4);
+    }
 }

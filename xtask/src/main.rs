@@ -96,10 +96,10 @@ fn locked_version(package: &str) -> Result<String> {
         .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == format!("name = \"{package}\"") {
-            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
-                return Ok(version.trim_end_matches('"').to_string());
-            }
+        if line == format!("name = \"{package}\"")
+            && let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return Ok(version.trim_end_matches('"').to_string());
         }
     }
     Err(format!("Cargo.lock does not pin {package}"))
@@ -116,7 +116,11 @@ fn ensure_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result
     if locked {
         install.arg("--locked");
     }
-    run(&format!("installing {krate} {version} (a few minutes, once)"), install).map_err(|e| {
+    run(
+        &format!("installing {krate} {version} (a few minutes, once)"),
+        install,
+    )
+    .map_err(|e| {
         format!("{e}; install it by hand with `cargo install {krate} --version ={version}`")
     })
 }
@@ -139,7 +143,12 @@ fn demo(build_only: bool) -> Result<()> {
     // trunk 0.22 needs a newer rustc than the project's 1.95.
     ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
     // wasm-bindgen-cli must match the library exactly; `--locked` fails to resolve for it.
-    ensure_tool("wasm-bindgen", "wasm-bindgen-cli", &locked_version("wasm-bindgen")?, false)?;
+    ensure_tool(
+        "wasm-bindgen",
+        "wasm-bindgen-cli",
+        &locked_version("wasm-bindgen")?,
+        false,
+    )?;
     let mut trunk = Command::new("trunk");
     trunk
         .current_dir(workspace_root())
@@ -150,13 +159,18 @@ fn demo(build_only: bool) -> Result<()> {
     }
     trunk.args(["serve", "--release"]);
     eprintln!("xtask: the demo will be at http://127.0.0.1:8080/ once built (Ctrl-C stops it)");
-    run("building and serving the demo page (trunk serve --release)", trunk)
+    run(
+        "building and serving the demo page (trunk serve --release)",
+        trunk,
+    )
 }
 
 /// Installs the rustup components and targets the checks need, when they are missing.
 fn ensure_toolchain() -> Result<()> {
     let Some(installed) = output("rustup", &["component", "list", "--installed"]) else {
-        eprintln!("xtask: rustup not found; assuming rustfmt, clippy and the {WASM_TARGET} target are installed");
+        eprintln!(
+            "xtask: rustup not found; assuming rustfmt, clippy and the {WASM_TARGET} target are installed"
+        );
         return Ok(());
     };
     for component in ["rustfmt", "clippy"] {
@@ -180,14 +194,33 @@ fn test() -> Result<()> {
         .map_err(|e| format!("{e}; run `cargo fmt --all` to fix the formatting"))?;
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run("clippy, native, warnings denied", clippy)?;
 
     let mut clippy_wasm = cargo();
     clippy_wasm.args([
-        "clippy", "-p", "dldl", "-p", "web", "--target", WASM_TARGET, "--", "-D", "warnings",
+        "clippy",
+        "-p",
+        "dldl",
+        "-p",
+        "web",
+        "--target",
+        WASM_TARGET,
+        "--",
+        "-D",
+        "warnings",
     ]);
-    run("clippy, wasm32 (dldl and web), warnings denied", clippy_wasm)?;
+    run(
+        "clippy, wasm32 (dldl and web), warnings denied",
+        clippy_wasm,
+    )?;
 
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
