@@ -133,6 +133,12 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     let summary: Value = serde_json::from_str(&ok(&as_refs(&rest))).unwrap();
     assert_eq!(summary["epochs_done"], 4);
     assert_eq!(summary["history"].as_array().unwrap().len(), 4);
+    let curves = std::fs::read_to_string(run.join("training.svg")).unwrap();
+    assert_eq!(
+        curves.matches("<circle").count(),
+        8,
+        "4 epochs × (loss, MAE)"
+    );
 
     // Held-out MAE against always predicting the training mean.
     let train_mean = {

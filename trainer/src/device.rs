@@ -10,7 +10,8 @@ pub enum DeviceChoice {
     Auto,
     /// burn's CPU backend (flex).
     Cpu,
-    /// A GPU through wgpu (Vulkan, Metal or DX12); fails when none is found.
+    /// A GPU through wgpu (Vulkan, Metal or DX12), else any wgpu adapter (a software
+    /// rasteriser such as lavapipe included); fails when there is none.
     Wgpu,
     /// An NVIDIA GPU through CUDA (needs a build with `--features cuda`).
     Cuda,
@@ -20,9 +21,9 @@ pub enum DeviceChoice {
 pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
     match choice {
         DeviceChoice::Cpu => Ok((Device::flex(), "cpu (burn flex)".to_string())),
-        DeviceChoice::Wgpu => wgpu_gpu(),
+        DeviceChoice::Wgpu => wgpu_adapter(true),
         DeviceChoice::Cuda => cuda(),
-        DeviceChoice::Auto => Ok(wgpu_gpu().unwrap_or_else(|_| {
+        DeviceChoice::Auto => Ok(wgpu_adapter(false).unwrap_or_else(|_| {
             (
                 Device::flex(),
                 "cpu (burn flex; no GPU adapter found)".to_string(),
@@ -31,24 +32,29 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
     }
 }
 
+/// A discrete, then an integrated GPU; with `any_adapter`, then whatever wgpu offers.
 #[cfg(feature = "wgpu")]
-fn wgpu_gpu() -> Result<(Device, String)> {
+fn wgpu_adapter(any_adapter: bool) -> Result<(Device, String)> {
     use dldl::burn::tensor::DeviceKind;
+    let mut kinds = vec![DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)];
+    if any_adapter {
+        kinds.push(DeviceKind::DefaultDevice);
+    }
     let mut last_error = None;
-    for kind in [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)] {
+    for kind in kinds {
         match Device::wgpu_options().device_kind(kind.clone()).init() {
             Ok(device) => return Ok((device, format!("wgpu {kind:?}"))),
             Err(e) => last_error = Some(e),
         }
     }
     anyhow::bail!(
-        "no GPU adapter found through wgpu ({}); install the GPU's Vulkan driver or use --device cpu",
+        "no adapter found through wgpu ({}); install the GPU's Vulkan driver or use --device cpu",
         last_error.map(|e| e.to_string()).unwrap_or_default()
     )
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_gpu() -> Result<(Device, String)> {
+fn wgpu_adapter(_any_adapter: bool) -> Result<(Device, String)> {
     anyhow::bail!(
         "this trainer was built without the `wgpu` feature; rebuild with `--features wgpu` or use --device cpu"
     )

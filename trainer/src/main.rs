@@ -5,6 +5,7 @@ mod card;
 mod data;
 mod device;
 mod eval;
+mod plot;
 mod synth;
 mod training;
 
@@ -72,7 +73,8 @@ struct TrainArgs {
     /// Validation CSV, evaluated after every epoch.
     #[arg(long)]
     valid: Option<PathBuf>,
-    /// Folder for checkpoints, the final weights (model.bpk) and the model card (model.json).
+    /// Folder for checkpoints, learning curves (training.svg), the final weights (model.bpk)
+    /// and the model card (model.json).
     #[arg(long)]
     out: PathBuf,
     /// Network: vgg16, vgg16-bn, thin-age-net or tiny-age-net.
@@ -245,7 +247,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
-            "{} ({} px) on {}",
+            "{} ({} px) on {}, {device_name}",
             loaded.card.model.architecture,
             size,
             args.data.display()

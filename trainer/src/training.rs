@@ -27,6 +27,7 @@ use crate::{
     card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
     data::{LoadedSet, read_csv},
     eval::evaluate,
+    plot::{self, Chart, Series},
     synth::DATASET_MANIFEST,
 };
 
@@ -89,6 +90,43 @@ pub fn learning_rate(spec: &RunSpec, epoch: usize) -> f64 {
         0 => spec.learning_rate,
         step => spec.learning_rate * spec.lr_gamma.powi((epoch / step) as i32),
     }
+}
+
+/// The learning curves, redrawn after every epoch.
+pub const CURVES_FILE: &str = "training.svg";
+
+/// Training loss and validation MAE per epoch.
+fn history_svg(history: &[EpochLog]) -> String {
+    let loss = Series {
+        name: "train".to_string(),
+        colour: "#1f77b4",
+        points: history
+            .iter()
+            .map(|e| (e.epoch as f64, e.train_loss))
+            .collect(),
+    };
+    let mae = Series {
+        name: "validation".to_string(),
+        colour: "#d62728",
+        points: history
+            .iter()
+            .filter_map(|e| Some((e.epoch as f64, e.validation.as_ref()?.mae)))
+            .collect(),
+    };
+    plot::svg(&[
+        Chart {
+            title: "training loss".to_string(),
+            x_label: "epoch".to_string(),
+            y_label: "loss".to_string(),
+            series: vec![loss],
+        },
+        Chart {
+            title: "validation MAE".to_string(),
+            x_label: "epoch".to_string(),
+            y_label: "years".to_string(),
+            series: vec![mae],
+        },
+    ])
 }
 
 fn checkpoints_dir(out: &Path) -> PathBuf {
@@ -368,6 +406,10 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         state.epochs_done += 1;
         epochs_this_run += 1;
         save_checkpoint(out, &model, &optim, &state)?;
+        atomic::write(
+            &out.join(CURVES_FILE),
+            history_svg(&state.history).as_bytes(),
+        )?;
     }
 
     let finished = state.epochs_done >= options.epochs;
