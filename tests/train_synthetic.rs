@@ -50,6 +50,22 @@ fn labels(csv: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// `trainer eval --json` of the model in `run` on `csv`, on the CPU.
+fn eval_json(run: &Path, csv: &Path) -> Value {
+    let args = [
+        "eval",
+        "--model",
+        s(run),
+        "--data",
+        s(csv),
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
+    ];
+    serde_json::from_str(&ok(&args)).unwrap()
+}
+
 fn as_refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -151,18 +167,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
         .map(|m| (m - train_mean).abs())
         .sum::<f64>()
         / test_labels.len() as f64;
-    let eval: Value = serde_json::from_str(&ok(&[
-        "eval",
-        "--model",
-        s(&run),
-        "--data",
-        s(&test_csv),
-        "--device",
-        "cpu",
-        "--json",
-        "--quiet",
-    ]))
-    .unwrap();
+    let eval = eval_json(&run, &test_csv);
     let mae = eval["metrics"]["mae"].as_f64().unwrap();
     eprintln!("held-out MAE {mae:.2} vs mean-prediction MAE {baseline:.2}");
     assert!(
@@ -177,18 +182,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     // The reloaded weights give exactly the validation figures the in-memory model gave.
     let card: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
-    let reloaded: Value = serde_json::from_str(&ok(&[
-        "eval",
-        "--model",
-        s(&run),
-        "--data",
-        s(&valid_csv),
-        "--device",
-        "cpu",
-        "--json",
-        "--quiet",
-    ]))
-    .unwrap();
+    let reloaded = eval_json(&run, &valid_csv);
     assert_eq!(card["validation"], reloaded["metrics"]);
     assert_eq!(card["data"]["kind"], "synthetic");
     assert_eq!(card["model"]["architecture"], "tiny-age-net");

@@ -277,6 +277,12 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
     if spec.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if options.epochs == 0 {
+        bail!("--epochs must be at least 1: a run of no epochs would write untrained weights");
+    }
+    if !(spec.learning_rate.is_finite() && spec.learning_rate > 0.0) {
+        bail!("--learning-rate must be a positive number");
+    }
     let out = &options.out;
     let has_checkpoint = latest_path(out).exists();
     if !options.resume && (has_checkpoint || out.join(CARD_FILE).exists()) {
