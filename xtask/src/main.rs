@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
-//!   target), then runs rustfmt, clippy with warnings denied (native and wasm32), and every test.
+//!   target, trunk, wasm-bindgen-cli, Chromium), then runs rustfmt, clippy with warnings denied
+//!   (native and wasm32), builds the demo page, and runs every test.
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
 //!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
 //!
@@ -138,6 +139,41 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's Chromium for the page's end-to-end test when no Chromium is found.
+fn ensure_chromium() -> Result<()> {
+    if let Ok(chrome) = env::var("CHROME") {
+        return output(&chrome, &["--version"])
+            .map(|_| ())
+            .ok_or_else(|| format!("CHROME={chrome} does not run"));
+    }
+    if ["chromium", "chromium-browser"]
+        .iter()
+        .any(|c| output(c, &["--version"]).is_some())
+    {
+        return Ok(());
+    }
+    let hint =
+        "install Chromium (Debian: `apt-get install chromium`) or set CHROME to a Chrome binary";
+    if output("apt-get", &["--version"]).is_none() {
+        return Err(format!("no Chromium found; {hint}"));
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run("updating Debian's package lists", update).map_err(|e| format!("{e}; {hint}"))?;
+    let mut install = Command::new("apt-get");
+    install
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run("installing Chromium (apt-get install chromium)", install)
+        .map_err(|e| format!("{e}; {hint}"))
+}
+
 fn demo(build_only: bool) -> Result<()> {
     ensure_wasm_target()?;
     // trunk 0.22 needs a newer rustc than the project's 1.95.
@@ -221,6 +257,10 @@ fn test() -> Result<()> {
         "clippy, wasm32 (dldl and web), warnings denied",
         clippy_wasm,
     )?;
+
+    // The end-to-end test of the page needs it built and a browser.
+    demo(true)?;
+    ensure_chromium()?;
 
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
