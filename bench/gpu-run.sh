@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Trains ThinAgeNet on the synthetic set with the release `trainer` on a GPU machine, through CUDA
-# and through wgpu (Vulkan), and keeps what the trainer reports (per-epoch times, metrics).
+# Trains ThinAgeNet on the synthetic set with the release `trainer` on a GPU machine, through wgpu
+# (Vulkan), and keeps what the trainer reports (per-epoch times, metrics). bench/RESULTS.md holds
+# what it measured.
 # Usage: bench/gpu-run.sh TRAINER_BINARY OUT_DIR
 set -u
 trainer=$1 out=$2
@@ -20,6 +21,6 @@ run() {
     --json --quiet >"$out/eval-$name.json" 2>>"$out/$name.err"
   echo "$name: eval exit $?"
 }
-run cuda-64 cuda 64 6 120
-run wgpu-64 wgpu 64 6 120
-run cuda-224 cuda 224 2 150
+run wgpu-64 wgpu 64 3 330
+# With a trainer built with `--features cuda`:
+# run cuda-64 cuda 64 3 330
