@@ -50,9 +50,9 @@ fn labels(csv: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// `trainer eval --json` of the model in `run` on `csv`, on the CPU.
-fn eval_json(run: &Path, csv: &Path) -> Value {
-    let args = [
+/// `trainer eval` of the model in `run` on `csv`, on the CPU, quietly, with `extra` arguments.
+fn eval_args<'a>(run: &'a Path, csv: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "eval",
         "--model",
         s(run),
@@ -60,10 +60,15 @@ fn eval_json(run: &Path, csv: &Path) -> Value {
         s(csv),
         "--device",
         "cpu",
-        "--json",
-        "--quiet",
+        "-q",
     ];
-    serde_json::from_str(&ok(&args)).unwrap()
+    args.extend(extra);
+    args
+}
+
+/// `trainer eval --json` of the model in `run` on `csv`.
+fn eval_json(run: &Path, csv: &Path) -> Value {
+    serde_json::from_str(&ok(&eval_args(run, csv, &["--json"]))).unwrap()
 }
 
 fn as_refs(v: &[String]) -> Vec<&str> {
@@ -189,16 +194,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     assert_eq!(card["parameters"], 934_869);
 
     // The table names every metric.
-    let table = ok(&[
-        "eval",
-        "--model",
-        s(&run),
-        "--data",
-        s(&test_csv),
-        "--device",
-        "cpu",
-        "-q",
-    ]);
+    let table = ok(&eval_args(&run, &test_csv, &[]));
     for needle in ["MAE", "ε-error", "CS@1 ", "CS@10"] {
         assert!(table.contains(needle), "{needle} missing from\n{table}");
     }
@@ -214,15 +210,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     bad_arch[8] = "resnet".into();
     fails_with(&as_refs(&bad_arch), "unknown architecture");
     fails_with(
-        &[
-            "eval",
-            "--model",
-            s(&run),
-            "--data",
-            "/nonexistent.csv",
-            "--device",
-            "cpu",
-        ],
+        &eval_args(&run, Path::new("/nonexistent.csv"), &[]),
         "cannot read the CSV",
     );
     let wrong = dir.path().join("wrong");
@@ -232,16 +220,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     card["model"]["architecture"] = "thin-age-net".into();
     std::fs::write(wrong.join("model.json"), card.to_string()).unwrap();
     fails_with(
-        &[
-            "eval",
-            "--model",
-            s(&wrong),
-            "--data",
-            s(&test_csv),
-            "--device",
-            "cpu",
-            "-q",
-        ],
+        &eval_args(&wrong, &test_csv, &[]),
         "do not fit a thin-age-net",
     );
 }

@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dldl::{loss::LossKind, model::Architecture};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::DeviceChoice;
 
@@ -98,9 +97,6 @@ struct TrainArgs {
     lr_step: usize,
     #[arg(long, default_value_t = 0.1)]
     lr_gamma: f64,
-    /// σ for rows without a std (real-age data).
-    #[arg(long, default_value_t = 3.0)]
-    sigma: f32,
     /// Do not mirror training images at random.
     #[arg(long)]
     no_flip: bool,
@@ -112,12 +108,23 @@ struct TrainArgs {
     /// Stop after this many epochs in this invocation; --resume continues later.
     #[arg(long)]
     stop_after: Option<usize>,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+/// Options of every command that reads labelled images and runs a network.
+#[derive(Debug, Args)]
+struct RunOptions {
+    /// σ for rows without a std (real-age data).
+    #[arg(long, default_value_t = 3.0)]
+    sigma: f32,
     /// Leave out rows whose image cannot be read, instead of stopping.
     #[arg(long)]
     skip_unreadable: bool,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
-    /// Print the summary as JSON on stdout.
+    /// Print the result as JSON on stdout (train: the run's summary; eval: the metrics and
+    /// every prediction).
     #[arg(long)]
     json: bool,
     /// Print nothing but errors (and --json output).
@@ -133,29 +140,10 @@ struct EvalArgs {
     /// CSV to evaluate on: `path,mean[,std]`.
     #[arg(long)]
     data: PathBuf,
-    /// σ for rows without a std.
-    #[arg(long, default_value_t = 3.0)]
-    sigma: f32,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    #[arg(long)]
-    skip_unreadable: bool,
-    #[arg(long, value_enum, default_value = "auto")]
-    device: DeviceChoice,
-    /// Print the metrics and every prediction as JSON.
-    #[arg(long)]
-    json: bool,
-    #[arg(long, short)]
-    quiet: bool,
-}
-
-fn progress_bar(quiet: bool, template: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
-    bar
+    #[command(flatten)]
+    run: RunOptions,
 }
 
 fn synth(args: SynthArgs) -> Result<()> {
@@ -169,7 +157,7 @@ fn synth(args: SynthArgs) -> Result<()> {
     if args.image_size < 32 {
         anyhow::bail!("--image-size must be at least 32");
     }
-    let bar = progress_bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
+    let bar = training::bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
     synth::write_dataset(&args.out, &config, &bar)?;
     bar.finish_and_clear();
     if !args.quiet {
@@ -183,8 +171,8 @@ fn synth(args: SynthArgs) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let (device, device_name) = device::select(args.device)?;
-    if !args.quiet {
+    let (device, device_name) = device::select(args.run.device)?;
+    if !args.run.quiet {
         eprintln!("device: {device_name}");
     }
     let options = training::TrainOptions {
@@ -194,7 +182,7 @@ fn train(args: TrainArgs) -> Result<()> {
             loss: args.loss,
             train: args.train,
             valid: args.valid,
-            default_sigma: args.sigma,
+            default_sigma: args.run.sigma,
             batch_size: args.batch_size,
             learning_rate: args.learning_rate,
             lr_step_epochs: args.lr_step,
@@ -205,26 +193,27 @@ fn train(args: TrainArgs) -> Result<()> {
         epochs: args.epochs,
         out: args.out,
         resume: args.resume,
-        skip_unreadable: args.skip_unreadable,
-        quiet: args.quiet,
+        skip_unreadable: args.run.skip_unreadable,
+        quiet: args.run.quiet,
         stop_after: args.stop_after,
     };
     let summary = training::train(&options, &device, &device_name)?;
-    if args.json {
+    if args.run.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let (device, device_name) = device::select(args.device)?;
+    let run = &args.run;
+    let (device, device_name) = device::select(run.device)?;
     let loaded = card::load_model(&args.model, &device)?;
-    let samples = data::read_csv(&args.data, args.sigma)?;
+    let samples = data::read_csv(&args.data, run.sigma)?;
     let size = loaded.card.model.input_size;
-    let bar = progress_bar(args.quiet, "loading [{bar:30}] {pos}/{len} images {eta}");
-    let set = data::LoadedSet::load(&samples, size, args.skip_unreadable, &bar)?;
+    let bar = training::bar(run.quiet, "loading [{bar:30}] {pos}/{len} images {eta}");
+    let set = data::LoadedSet::load(&samples, size, run.skip_unreadable, &bar)?;
     bar.finish_and_clear();
-    let bar = progress_bar(args.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
+    let bar = training::bar(run.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
     let (report, predictions) = eval::evaluate(
         &loaded.model,
         &set,
@@ -234,7 +223,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         &bar,
     );
     bar.finish_and_clear();
-    if args.json {
+    if run.json {
         let json = serde_json::json!({
             "model": args.model,
             "architecture": loaded.card.model.architecture,

@@ -137,7 +137,8 @@ fn latest_path(out: &Path) -> PathBuf {
     checkpoints_dir(out).join("latest.json")
 }
 
-fn bar(quiet: bool, template: &str) -> ProgressBar {
+/// A progress bar drawn with `template`, or a hidden one when `quiet`.
+pub fn bar(quiet: bool, template: &str) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
