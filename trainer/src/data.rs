@@ -182,6 +182,33 @@ impl LoadedSet {
         Ok(set)
     }
 
+    /// Reads the CSV at `csv` and loads its images at `size`, with a progress bar named `what`
+    /// unless `quiet`, and says how many unreadable rows were left out.
+    pub fn from_csv(
+        csv: &Path,
+        default_sigma: f32,
+        size: usize,
+        skip_unreadable: bool,
+        quiet: bool,
+        what: &str,
+    ) -> Result<Self> {
+        let samples = read_csv(csv, default_sigma)?;
+        let progress = crate::progress::bar(
+            quiet,
+            &format!("loading {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
+        );
+        let set = Self::load(&samples, size, skip_unreadable, &progress)?;
+        progress.finish_and_clear();
+        if set.skipped > 0 && !quiet {
+            eprintln!(
+                "{what}: skipped {} unreadable images of {}",
+                set.skipped,
+                samples.len()
+            );
+        }
+        Ok(set)
+    }
+
     /// The images at `indices` as a `[batch, 3, size, size]` tensor with their labels; with
     /// `flip_rng`, each image is mirrored left–right with probability ½.
     pub fn batch(

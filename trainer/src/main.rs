@@ -6,6 +6,7 @@ mod data;
 mod device;
 mod eval;
 mod plot;
+mod progress;
 mod synth;
 mod training;
 
@@ -157,7 +158,7 @@ fn synth(args: SynthArgs) -> Result<()> {
     if args.image_size < 32 {
         anyhow::bail!("--image-size must be at least 32");
     }
-    let bar = training::bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
+    let bar = progress::bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
     synth::write_dataset(&args.out, &config, &bar)?;
     bar.finish_and_clear();
     if !args.quiet {
@@ -208,12 +209,16 @@ fn eval(args: EvalArgs) -> Result<()> {
     let run = &args.run;
     let (device, device_name) = device::select(run.device)?;
     let loaded = card::load_model(&args.model, &device)?;
-    let samples = data::read_csv(&args.data, run.sigma)?;
     let size = loaded.card.model.input_size;
-    let bar = training::bar(run.quiet, "loading [{bar:30}] {pos}/{len} images {eta}");
-    let set = data::LoadedSet::load(&samples, size, run.skip_unreadable, &bar)?;
-    bar.finish_and_clear();
-    let bar = training::bar(run.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
+    let set = data::LoadedSet::from_csv(
+        &args.data,
+        run.sigma,
+        size,
+        run.skip_unreadable,
+        run.quiet,
+        "eval",
+    )?;
+    let bar = progress::bar(run.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
     let (report, predictions) = eval::evaluate(
         &loaded.model,
         &set,

@@ -18,16 +18,16 @@ use dldl::{
     metrics::MetricsReport,
     model::{AgeNet, AgeNetConfig, Architecture},
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     atomic,
     card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
-    data::{LoadedSet, read_csv},
+    data::LoadedSet,
     eval::evaluate,
     plot::{self, Chart, Series},
+    progress::bar,
     synth::DATASET_MANIFEST,
 };
 
@@ -137,41 +137,15 @@ fn latest_path(out: &Path) -> PathBuf {
     checkpoints_dir(out).join("latest.json")
 }
 
-/// A progress bar drawn with `template`, or a hidden one when `quiet`.
-pub fn bar(quiet: bool, template: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("progress template is valid")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 fn load_set(path: &Path, options: &TrainOptions, what: &str) -> Result<LoadedSet> {
-    let samples = read_csv(path, options.spec.default_sigma)?;
-    let progress = bar(
-        options.quiet,
-        &format!("loading {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
-    );
-    let set = LoadedSet::load(
-        &samples,
+    LoadedSet::from_csv(
+        path,
+        options.spec.default_sigma,
         options.spec.input_size,
         options.skip_unreadable,
-        &progress,
-    )?;
-    progress.finish_and_clear();
-    if set.skipped > 0 && !options.quiet {
-        eprintln!(
-            "{what}: skipped {} unreadable images of {}",
-            set.skipped,
-            samples.len()
-        );
-    }
-    Ok(set)
+        options.quiet,
+        what,
+    )
 }
 
 fn data_kind(train_csv: &Path) -> String {
@@ -482,6 +456,7 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
 mod tests {
     use super::*;
     use crate::synth::{SynthConfig, write_dataset};
+    use indicatif::ProgressBar;
 
     fn options(data: &Path, out: &Path, stop_after: Option<usize>, resume: bool) -> TrainOptions {
         TrainOptions {

@@ -162,13 +162,7 @@ fn ensure_chromium() -> Result<()> {
     run("updating Debian's package lists", update).map_err(|e| format!("{e}; {hint}"))?;
     let mut install = Command::new("apt-get");
     install
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "chromium",
-        ])
+        .args(["install", "-y", "-qq", "chromium"])
         .env("DEBIAN_FRONTEND", "noninteractive");
     run("installing Chromium (apt-get install chromium)", install)
         .map_err(|e| format!("{e}; {hint}"))
