@@ -23,4 +23,18 @@ pub enum DldlError {
     NoStreams,
     #[error("unknown loss `{0}`; choose one of: kl, cross-entropy, kl-l1")]
     UnknownLoss(String),
+    #[error("the weights file is damaged or not an ONNX model: {0}")]
+    CorruptWeights(String),
+    #[error("the weights do not fit this network: {0}")]
+    WeightsMismatch(String),
+    #[error("image of {width}×{height} pixels is too small to hold a face")]
+    ImageTooSmall { width: u32, height: u32 },
+    #[error("the compute backend failed: {0}")]
+    Backend(String),
+}
+
+impl DldlError {
+    pub(crate) fn backend(error: impl std::fmt::Debug) -> Self {
+        DldlError::Backend(format!("{error:?}"))
+    }
 }

@@ -5,6 +5,8 @@
 //! and the fusion of several streams' distributions. Everything here compiles for native targets
 //! and for `wasm32-unknown-unknown`.
 
+pub mod align;
+pub mod blazeface;
 pub mod distribution;
 pub mod error;
 pub mod fusion;
@@ -12,7 +14,9 @@ pub mod label;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod preprocess;
+pub mod pretrained;
 
 pub use burn;
 pub use error::DldlError;

