@@ -41,7 +41,7 @@ impl Similarity {
         let d_from = [from[1][0] - from[0][0], from[1][1] - from[0][1]];
         let d_to = [to[1][0] - to[0][0], to[1][1] - to[0][1]];
         let norm = d_from[0] * d_from[0] + d_from[1] * d_from[1];
-        if !(norm > 0.0) {
+        if norm.is_nan() || norm <= 0.0 {
             return None;
         }
         // a + ib = d_to / d_from as complex numbers.

@@ -277,7 +277,7 @@ pub struct Letterbox {
 
 impl Letterbox {
     /// From [0, 1] input coordinates to pixels of the original image.
-    fn to_image(&self, p: [f32; 2]) -> [f32; 2] {
+    fn to_image(self, p: [f32; 2]) -> [f32; 2] {
         [
             (p[0] - self.offset[0]) / self.extent[0] * self.image[0] as f32,
             (p[1] - self.offset[1]) / self.extent[1] * self.image[1] as f32,

@@ -32,7 +32,9 @@ pub const CHIP_SIZE: usize = 64;
 pub const PUBLISHED_AGES: usize = 81;
 
 /// The package's normalisation, `(byte − channel mean) / 256` (its `prepare_batch`), written as a
-/// [`Normalization`]: `(byte / 255 − mean / 255) / (256 / 255)`.
+/// [`Normalization`]: `(byte / 255 − mean / 255) / (256 / 255)`. The means are the package
+/// manifest's, verbatim.
+#[allow(clippy::excessive_precision)]
 pub const NORMALIZATION: Normalization = Normalization {
     mean: [122.781998 / 255.0, 117.000999 / 255.0, 104.297997 / 255.0],
     std: [256.0 / 255.0; 3],

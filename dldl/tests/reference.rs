@@ -17,7 +17,10 @@ use image::RgbImage;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn read(path: &Path, fetch: &str) -> Vec<u8> {
@@ -26,17 +29,27 @@ fn read(path: &Path, fetch: &str) -> Vec<u8> {
 }
 
 fn reference(name: &str) -> Value {
-    let path = root().join("tests/fixtures/reference").join(format!("{name}.json"));
+    let path = root()
+        .join("tests/fixtures/reference")
+        .join(format!("{name}.json"));
     serde_json::from_slice(&read(&path, "fetch-portraits")).unwrap()
 }
 
 fn portrait(file: &str) -> RgbImage {
-    let bytes = read(&root().join("tests/fixtures/portraits").join(file), "fetch-portraits");
+    let bytes = read(
+        &root().join("tests/fixtures/portraits").join(file),
+        "fetch-portraits",
+    );
     image::load_from_memory(&bytes).unwrap().to_rgb8()
 }
 
 fn floats(value: &Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
 }
 
 fn chip(face: &Value) -> RgbImage {
@@ -75,7 +88,10 @@ fn pretrained_stream_matches_onnx_runtime_on_the_same_chips() {
             .zip(&ours)
             .map(|(t, o)| (t - f64::from(*o)).abs())
             .fold(0.0, f64::max);
-        assert!(worst <= 1e-4, "{name}: largest difference per bin {worst:e}");
+        assert!(
+            worst <= 1e-4,
+            "{name}: largest difference per bin {worst:e}"
+        );
         assert!(ours[pretrained::PUBLISHED_AGES..].iter().all(|&p| p == 0.0));
         eprintln!("{name}: burn vs ONNX Runtime, largest difference per bin {worst:.2e}");
     }
@@ -86,24 +102,43 @@ fn chips_match_dlib_for_the_same_eyes() {
     for (name, file) in PORTRAITS {
         let reference = reference(name);
         let face = &reference["faces"][0];
-        let keypoints: Vec<Vec<f64>> = face["keypoints"].as_array().unwrap().iter().map(floats).collect();
-        let eyes = [keypoint::RIGHT_EYE, keypoint::LEFT_EYE].map(|k| [keypoints[k][0], keypoints[k][1]]);
+        let keypoints: Vec<Vec<f64>> = face["keypoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        let eyes =
+            [keypoint::RIGHT_EYE, keypoint::LEFT_EYE].map(|k| [keypoints[k][0], keypoints[k][1]]);
         let transform = align::chip_to_image(eyes, 64, align::CHIP_PADDING).unwrap();
         let details = ChipDetails::new(&transform, 64);
         let rect = floats(&face["chip_rect"]);
         for (ours, theirs) in details.rect.iter().zip(&rect) {
-            assert!((ours - theirs).abs() < 1e-6, "{name}: chip rectangle {:?} vs {rect:?}", details.rect);
+            assert!(
+                (ours - theirs).abs() < 1e-6,
+                "{name}: chip rectangle {:?} vs {rect:?}",
+                details.rect
+            );
         }
         assert!((details.angle - face["chip_angle"].as_f64().unwrap()).abs() < 1e-9);
         let ours = align::extract_chip(&portrait(file), &details);
         let theirs = chip(face);
-        let diffs: Vec<u8> = ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| a.abs_diff(*b)).collect();
+        let diffs: Vec<u8> = ours
+            .as_raw()
+            .iter()
+            .zip(theirs.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         let max = diffs.iter().max().copied().unwrap_or(0);
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         eprintln!("{name}: chip vs dlib, mean |Δ| {mean:.3}, max |Δ| {max}");
         // PNG pixels are decoded identically, so the chips agree to the rounding of the last
         // bit; JPEG decoders (libjpeg under PIL, `image` here) differ by a level or two.
-        let (max_allowed, mean_allowed) = if file.ends_with(".png") { (1, 0.01) } else { (3, 0.5) };
+        let (max_allowed, mean_allowed) = if file.ends_with(".png") {
+            (1, 0.01)
+        } else {
+            (3, 0.5)
+        };
         assert!(
             max <= max_allowed && mean <= mean_allowed,
             "{name}: chip differs from dlib's by up to {max} levels (mean {mean:.3})"
@@ -114,7 +149,10 @@ fn chips_match_dlib_for_the_same_eyes() {
 #[test]
 fn detector_agrees_with_mediapipe_decoding() {
     let device = Device::flex();
-    let bytes = read(&root().join("models/blazeface/face_detection_short_range.onnx"), "fetch-models");
+    let bytes = read(
+        &root().join("models/blazeface/face_detection_short_range.onnx"),
+        "fetch-models",
+    );
     let detector = BlazeFace::from_onnx(&bytes, &device).unwrap();
     for (name, file) in PORTRAITS {
         let reference = reference(name);
@@ -130,24 +168,49 @@ fn detector_agrees_with_mediapipe_decoding() {
         for (o, t) in ours.bbox.iter().zip(&bbox) {
             worst = worst.max((f64::from(*o) - t).abs());
         }
-        let keypoints: Vec<Vec<f64>> = theirs["keypoints"].as_array().unwrap().iter().map(floats).collect();
+        let keypoints: Vec<Vec<f64>> = theirs["keypoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
         for (o, t) in ours.keypoints.iter().zip(&keypoints) {
-            worst = worst.max((f64::from(o[0]) - t[0]).abs()).max((f64::from(o[1]) - t[1]).abs());
+            worst = worst
+                .max((f64::from(o[0]) - t[0]).abs())
+                .max((f64::from(o[1]) - t[1]).abs());
         }
         let score_gap = (f64::from(ours.score) - theirs["score"].as_f64().unwrap()).abs();
-        eprintln!("{name}: detection vs MediaPipe decoding, worst {worst:.2} px (face {face_width:.0} px), score gap {score_gap:.3}");
-        assert!(worst <= tolerance, "{name}: off by {worst:.2} px, allowed {tolerance:.2}");
-        assert!(score_gap < 0.05, "{name}: score {} vs {}", ours.score, theirs["score"]);
+        eprintln!(
+            "{name}: detection vs MediaPipe decoding, worst {worst:.2} px (face {face_width:.0} px), score gap {score_gap:.3}"
+        );
+        assert!(
+            worst <= tolerance,
+            "{name}: off by {worst:.2} px, allowed {tolerance:.2}"
+        );
+        assert!(
+            score_gap < 0.05,
+            "{name}: score {} vs {}",
+            ours.score,
+            theirs["score"]
+        );
     }
     let coffee = reference("coffee");
     assert!(coffee["faces"].as_array().unwrap().is_empty());
-    assert!(detector.detect(&portrait("coffee.png"), &device).unwrap().is_empty());
+    assert!(
+        detector
+            .detect(&portrait("coffee.png"), &device)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
 fn raw_detector_output_has_the_published_shape() {
     let device = Device::flex();
-    let bytes = read(&root().join("models/blazeface/face_detection_short_range.onnx"), "fetch-models");
+    let bytes = read(
+        &root().join("models/blazeface/face_detection_short_range.onnx"),
+        "fetch-models",
+    );
     let detector = BlazeFace::from_onnx(&bytes, &device).unwrap();
     let (scores, boxes) = detector.net.forward(Tensor::from_data(
         TensorData::new(vec![0.0f32; 3 * 128 * 128], [1, 3, 128, 128]),

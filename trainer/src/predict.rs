@@ -1,0 +1,241 @@
+//! `trainer predict`: faces and their age distributions in photographs, with the pretrained
+//! stream and any trained DLDL streams fused.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use dldl::{
+    DldlError,
+    blazeface::BlazeFace,
+    burn::tensor::Device,
+    face::{Estimator, FaceEstimate, Network, Stream},
+    fusion::FusionRule,
+    pretrained::PretrainedAgeNet,
+};
+use serde::Serialize;
+
+use crate::{annotate, atomic, card, data};
+
+/// The pretrained age network, fetched by `cargo xtask fetch-models`.
+pub const AGE_MODEL: &str = "age-v1.onnx";
+/// The face detector, kept in the repository.
+pub const DETECTOR_MODEL: &str = "blazeface/face_detection_short_range.onnx";
+
+/// The model folder: `$APPARENT_AGE_MODELS`, else the workspace's `models/`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("APPARENT_AGE_MODELS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        PathBuf::from,
+    )
+}
+
+fn read_model(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read the model file {}; fetch the model files with `cargo xtask fetch-models` \
+             (or point --models / APPARENT_AGE_MODELS at a folder holding them)",
+            path.display()
+        )
+    })
+}
+
+fn model_error(path: &Path, error: DldlError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: {error}; fetch it again with `cargo xtask fetch-models`",
+        path.display()
+    )
+}
+
+/// Loads the detector, the pretrained stream and the given trained streams.
+pub fn estimator(
+    models: &Path,
+    streams: &[PathBuf],
+    fusion: FusionRule,
+    flip: bool,
+    device: &Device,
+) -> Result<(Estimator, Vec<String>)> {
+    let detector_path = models.join(DETECTOR_MODEL);
+    let detector = BlazeFace::from_onnx(&read_model(&detector_path)?, device)
+        .map_err(|e| model_error(&detector_path, e))?;
+    let age_path = models.join(AGE_MODEL);
+    let pretrained = PretrainedAgeNet::from_onnx(&read_model(&age_path)?, device)
+        .map_err(|e| model_error(&age_path, e))?;
+    let mut all = vec![Stream::pretrained(pretrained)];
+    let mut warnings = Vec::new();
+    for path in streams {
+        let loaded = card::load_model(path, device)?;
+        if loaded.card.data.kind == "synthetic" {
+            warnings.push(format!(
+                "the stream {} was trained on synthetic faces; its estimates on photographs mean nothing",
+                path.display()
+            ));
+        }
+        all.push(Stream {
+            name: path.display().to_string(),
+            network: Network::Dldl(loaded.model),
+            input_size: loaded.card.model.input_size,
+            normalization: loaded.card.model.normalization,
+            weight: 1.0,
+        });
+    }
+    let estimator = Estimator {
+        detector,
+        streams: all,
+        fusion,
+        flip,
+    };
+    Ok((estimator, warnings))
+}
+
+/// One photograph's result.
+#[derive(Debug, Serialize)]
+pub struct ImageResult {
+    pub image: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<FaceEstimate>,
+    /// Why the image could not be processed; `faces` is then empty.
+    pub error: Option<String>,
+    /// The annotated picture written for it.
+    pub annotated: Option<PathBuf>,
+}
+
+/// Estimates the faces of one photograph, writing its annotated picture into `out`.
+pub fn predict_image(
+    estimator: &Estimator,
+    path: &Path,
+    out: Option<&Path>,
+    device: &Device,
+) -> ImageResult {
+    let mut result = ImageResult {
+        image: path.to_path_buf(),
+        width: 0,
+        height: 0,
+        faces: Vec::new(),
+        error: None,
+        annotated: None,
+    };
+    let outcome = (|| -> Result<()> {
+        let photo = data::decode_image(path)?.to_rgb8();
+        (result.width, result.height) = photo.dimensions();
+        result.faces = match estimator.estimate(&photo, device) {
+            // Too small to hold a face is an answer about the image, not a failure.
+            Err(DldlError::ImageTooSmall { .. }) => Vec::new(),
+            other => other.with_context(|| format!("{}: estimation failed", path.display()))?,
+        };
+        if let Some(out) = out {
+            let file = annotated_name(out, path);
+            let picture = annotate::annotate(&photo, &result.faces);
+            let mut png = Vec::new();
+            picture
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .context("cannot encode the annotated picture")?;
+            atomic::write(&file, &png)?;
+            result.annotated = Some(file);
+        }
+        Ok(())
+    })();
+    if let Err(error) = outcome {
+        let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+        result.error = Some(chain.join(": "));
+    }
+    result
+}
+
+/// `OUT/<file name>.png`: the whole name, so `a.jpg` and `a.png` do not overwrite each other.
+fn annotated_name(out: &Path, image: &Path) -> PathBuf {
+    let name = image
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    out.join(format!("{name}.png"))
+}
+
+/// The human-readable report of one image.
+pub fn describe(result: &ImageResult) -> String {
+    let image = result.image.display();
+    if let Some(error) = &result.error {
+        return format!("{image}: error: {error}\n");
+    }
+    if result.faces.is_empty() {
+        return format!("{image}: no face found\n");
+    }
+    let mut text = format!(
+        "{image}: {} face{}\n",
+        result.faces.len(),
+        if result.faces.len() == 1 { "" } else { "s" }
+    );
+    for (i, face) in result.faces.iter().enumerate() {
+        let [x0, y0, x1, y1] = face.bbox;
+        let top: Vec<String> = face
+            .top_ages
+            .iter()
+            .map(|(age, p)| format!("{age} ({:.0}%)", p * 100.0))
+            .collect();
+        text += &format!(
+            "  face {} at ({x0:.0}, {y0:.0})–({x1:.0}, {y1:.0}), detector score {:.2}: {:.1} ± {:.1} years; most likely {}\n",
+            i + 1,
+            face.score,
+            face.expected_age,
+            face.sigma,
+            top.join(", ")
+        );
+        for stream in &face.streams {
+            text += &format!(
+                "    {}: {:.1} ± {:.1}\n",
+                stream.name, stream.expected_age, stream.sigma
+            );
+        }
+    }
+    if let Some(file) = &result.annotated {
+        text += &format!("  annotated: {}\n", file.display());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{self, DeviceChoice};
+
+    /// The pretrained stream on one aligned crop gives the same distribution on burn's CPU
+    /// backend and through wgpu, where an adapter exists.
+    #[test]
+    fn the_same_crop_gives_the_same_distribution_on_cpu_and_wgpu() {
+        let (gpu, gpu_name) = match device::select(DeviceChoice::Wgpu) {
+            Ok(found) => found,
+            Err(error) => {
+                eprintln!("skipped: no wgpu adapter here ({error:#})");
+                return;
+            }
+        };
+        let cpu = Device::flex();
+        let models = default_models_dir();
+        let (estimator, _) = estimator(&models, &[], FusionRule::Arithmetic, true, &cpu)
+            .expect("run `cargo xtask fetch-models` first");
+        let photo = image::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/portraits/astronaut.png"),
+        )
+        .expect("run `cargo xtask fetch-portraits` first")
+        .to_rgb8();
+        let detection = estimator.detector.detect(&photo, &cpu).unwrap().remove(0);
+        let crop = dldl::face::chip(&photo, &detection, dldl::pretrained::CHIP_SIZE);
+        let on_cpu = estimator
+            .run_stream(&estimator.streams[0], std::slice::from_ref(&crop), &cpu)
+            .unwrap();
+        let (gpu_estimator, _) =
+            super::estimator(&models, &[], FusionRule::Arithmetic, true, &gpu).unwrap();
+        let on_gpu = gpu_estimator
+            .run_stream(&gpu_estimator.streams[0], &[crop], &gpu)
+            .unwrap();
+        let worst = on_cpu[0]
+            .iter()
+            .zip(&on_gpu[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{gpu_name}: largest difference per bin from the CPU {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{gpu_name} differs from the CPU by {worst:e} in some bin"
+        );
+    }
+}
