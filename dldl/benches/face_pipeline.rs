@@ -1,0 +1,98 @@
+//! Speed of the face pipeline on burn's CPU backend: the pretrained stream's forward pass at batch
+//! 1 and 32, and the detector and the whole pipeline per 640×480 frame. Prints one JSON object;
+//! `cargo xtask bench` runs this beside ONNX Runtime on the same ONNX file and records both.
+//!
+//! Reads `models/` (run `cargo xtask fetch-models`) and the astronaut portrait (`cargo xtask
+//! fetch-portraits`), which is placed in a 640×480 frame.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use dldl::{
+    blazeface::BlazeFace,
+    burn::tensor::{Device, Tensor},
+    face::{Estimator, Stream},
+    fusion::FusionRule,
+    pretrained::{CHIP_SIZE, PretrainedAgeNet},
+};
+use image::{Rgb, RgbImage};
+
+/// Runs `f` for at least `budget` (after one warm-up call) and returns the median seconds per call.
+fn median_seconds(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || times.len() < 5 {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn read(path: &Path, fix: &str) -> Vec<u8> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fix}`", path.display()))
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let device = Device::flex();
+    let budget = Duration::from_secs(3);
+    let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
+    let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
+    let mut forward = Vec::new();
+    for batch in [1usize, 32] {
+        let x: Tensor<4> = Tensor::random(
+            [batch, 3, CHIP_SIZE, CHIP_SIZE],
+            dldl::burn::tensor::Distribution::Uniform(-0.5, 0.5),
+            &device,
+        );
+        let seconds = median_seconds(budget, || {
+            let _: Vec<f32> = net.distribution(x.clone()).try_into_vec_as().unwrap();
+        });
+        forward.push(serde_json::json!({
+            "batch": batch,
+            "ms_per_batch": seconds * 1e3,
+            "images_per_s": batch as f64 / seconds,
+        }));
+    }
+
+    let detector_bytes = read(
+        &root.join("models/blazeface/face_detection_short_range.onnx"),
+        "fetch-models",
+    );
+    let detector = BlazeFace::from_onnx(&detector_bytes, &device).unwrap();
+    let portrait = image::open(root.join("tests/fixtures/portraits/astronaut.png"))
+        .unwrap_or_else(|e| panic!("{e}; run `cargo xtask fetch-portraits`"))
+        .to_rgb8();
+    let mut frame = RgbImage::from_pixel(640, 480, Rgb([90, 90, 90]));
+    let small = image::imageops::resize(&portrait, 480, 480, image::imageops::FilterType::Triangle);
+    image::imageops::replace(&mut frame, &small, 80, 0);
+    let faces = detector.detect(&frame, &device).unwrap().len();
+    let detect = median_seconds(budget, || {
+        detector.detect(&frame, &device).unwrap();
+    });
+    let estimator = Estimator {
+        detector,
+        streams: vec![Stream::pretrained(net)],
+        fusion: FusionRule::Arithmetic,
+        flip: true,
+    };
+    let pipeline = median_seconds(budget, || {
+        estimator.estimate(&frame, &device).unwrap();
+    });
+    let report = serde_json::json!({
+        "backend": "burn flex (CPU)",
+        "pretrained_forward": forward,
+        "frame": "640x480",
+        "faces_in_frame": faces,
+        "detector_ms_per_frame": detect * 1e3,
+        "pipeline_ms_per_frame": pipeline * 1e3,
+        "pipeline_includes": "detection, alignment, pretrained stream on the chip and its mirror image, fusion",
+    });
+    println!("{report}");
+}
