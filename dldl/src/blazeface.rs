@@ -341,18 +341,26 @@ impl BlazeFace {
         self.net.forward(x)
     }
 
-    /// Finds the faces in `image` (blocking read-back; the browser uses [`BlazeFace::raw_tensors`]
-    /// and [`BlazeFace::decode`] around an asynchronous read).
-    pub fn detect(
+    /// Finds the faces in `image`, strongest first.
+    pub async fn detect_async(
         &self,
         image: &RgbImage,
         device: &Device,
     ) -> Result<Vec<FaceDetection>, DldlError> {
         let (input, letterbox) = input(image)?;
         let (scores, boxes) = self.raw_tensors(input, device);
-        let scores: Vec<f32> = scores.try_into_vec_as().map_err(DldlError::backend)?;
-        let boxes: Vec<f32> = boxes.try_into_vec_as().map_err(DldlError::backend)?;
+        let scores = crate::read_async(scores).await?;
+        let boxes = crate::read_async(boxes).await?;
         Ok(self.decode(&scores, &boxes, &letterbox))
+    }
+
+    /// [`BlazeFace::detect_async`], blocking until done; never call it in a browser.
+    pub fn detect(
+        &self,
+        image: &RgbImage,
+        device: &Device,
+    ) -> Result<Vec<FaceDetection>, DldlError> {
+        futures_lite::future::block_on(self.detect_async(image, device))
     }
 
     /// Decodes raw scores and regressions into detections in image pixels, strongest first.

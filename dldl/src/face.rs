@@ -114,17 +114,26 @@ pub fn chip(image: &RgbImage, detection: &FaceDetection, size: usize) -> RgbImag
 impl Estimator {
     /// Detects the faces in `image` and estimates each one's age distribution.
     /// An empty list means no face was found.
+    pub async fn estimate_async(
+        &self,
+        image: &RgbImage,
+        device: &Device,
+    ) -> Result<Vec<FaceEstimate>, DldlError> {
+        let detections = self.detector.detect_async(image, device).await?;
+        self.estimate_faces_async(image, &detections, device).await
+    }
+
+    /// [`Estimator::estimate_async`], blocking until done; never call it in a browser.
     pub fn estimate(
         &self,
         image: &RgbImage,
         device: &Device,
     ) -> Result<Vec<FaceEstimate>, DldlError> {
-        let detections = self.detector.detect(image, device)?;
-        self.estimate_faces(image, &detections, device)
+        futures_lite::future::block_on(self.estimate_async(image, device))
     }
 
     /// Estimates the ages of already detected faces.
-    pub fn estimate_faces(
+    pub async fn estimate_faces_async(
         &self,
         image: &RgbImage,
         detections: &[FaceDetection],
@@ -143,7 +152,7 @@ impl Estimator {
                 .iter()
                 .map(|d| chip(image, d, stream.input_size))
                 .collect();
-            per_stream.push(self.run_stream(stream, &chips, device)?);
+            per_stream.push(self.run_stream_async(stream, &chips, device).await?);
         }
         let weights: Vec<f32> = self.streams.iter().map(|s| s.weight).collect();
         detections
@@ -180,8 +189,18 @@ impl Estimator {
             .collect()
     }
 
-    /// One stream's distributions for `chips`, averaged with their mirror images when `flip`.
+    /// [`Estimator::run_stream_async`], blocking until done; never call it in a browser.
     pub fn run_stream(
+        &self,
+        stream: &Stream,
+        chips: &[RgbImage],
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>, DldlError> {
+        futures_lite::future::block_on(self.run_stream_async(stream, chips, device))
+    }
+
+    /// One stream's distributions for `chips`, averaged with their mirror images when `flip`.
+    pub async fn run_stream_async(
         &self,
         stream: &Stream,
         chips: &[RgbImage],
@@ -192,10 +211,7 @@ impl Estimator {
             batch.extend(chips.iter().map(image::imageops::flip_horizontal));
         }
         let raw: Vec<&[u8]> = batch.iter().map(|c| c.as_raw().as_slice()).collect();
-        let values: Vec<f32> = stream
-            .distributions(&raw, device)
-            .try_into_vec_as()
-            .map_err(DldlError::backend)?;
+        let values = crate::read_async(stream.distributions(&raw, device)).await?;
         let rows: Vec<&[f32]> = values.chunks(AGE_BINS).collect();
         Ok((0..chips.len())
             .map(|i| {

@@ -18,9 +18,22 @@ pub mod model;
 pub mod onnx;
 pub mod preprocess;
 pub mod pretrained;
+pub mod tracking;
 
 pub use burn;
 pub use error::DldlError;
+
+/// Reads a tensor's values without blocking (the only way a browser may read a GPU tensor).
+pub async fn read_async<const D: usize>(
+    tensor: burn::tensor::Tensor<D>,
+) -> Result<Vec<f32>, DldlError> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(DldlError::backend)?
+        .try_into_vec_as::<f32>()
+        .map_err(DldlError::backend)
+}
 
 /// The oldest age on the grid; ages are the integers `0..=MAX_AGE`.
 pub const MAX_AGE: usize = 100;
