@@ -1,22 +1,159 @@
 //! The browser side of apparent-age. It only converts between JavaScript values and the shared
-//! `dldl` crate; all numerical work lives there.
+//! `dldl` crate; detection, alignment, the streams, fusion and tracking all live there.
 
+use std::{cell::RefCell, rc::Rc};
+
+use dldl::{
+    blazeface::BlazeFace,
+    burn::tensor::Device,
+    face::{Estimator, Stream},
+    fusion::FusionRule,
+    pretrained::PretrainedAgeNet,
+    tracking::Tracker,
+};
+use image::RgbImage;
 use wasm_bindgen::prelude::*;
+
+fn js_error(error: impl std::fmt::Display) -> JsError {
+    JsError::new(&error.to_string())
+}
 
 /// The label distribution N(μ, σ) over the ages 0..=100, as the trainer builds it.
 #[wasm_bindgen(js_name = labelDistribution)]
 pub fn label_distribution(mu: f32, sigma: f32) -> Result<Vec<f32>, JsError> {
-    dldl::label::label_distribution(mu, sigma).map_err(|e| JsError::new(&e.to_string()))
+    dldl::label::label_distribution(mu, sigma).map_err(js_error)
 }
 
 /// The expectation of a distribution over the ages 0..=100.
 #[wasm_bindgen(js_name = expectedAge)]
 pub fn expected_age(distribution: Vec<f32>) -> Result<f32, JsError> {
-    dldl::distribution::expected_age(&distribution).map_err(|e| JsError::new(&e.to_string()))
+    dldl::distribution::expected_age(&distribution).map_err(js_error)
 }
 
 /// The standard deviation of a distribution over the ages 0..=100.
 #[wasm_bindgen(js_name = stdDev)]
 pub fn std_dev(distribution: Vec<f32>) -> Result<f32, JsError> {
-    dldl::distribution::std_dev(&distribution).map_err(|e| JsError::new(&e.to_string()))
+    dldl::distribution::std_dev(&distribution).map_err(js_error)
+}
+
+struct State {
+    estimator: Estimator,
+    device: Device,
+    backend: String,
+    tracker: RefCell<Tracker>,
+}
+
+/// The face pipeline in the page: BlazeFace, the pretrained stream, fusion and tracking.
+#[wasm_bindgen]
+pub struct AgeEstimator {
+    state: Rc<State>,
+}
+
+/// The device to run on: WebGPU when asked for and an adapter exists, else burn's CPU backend.
+async fn pick_device(webgpu: bool) -> (Device, String) {
+    #[cfg(target_family = "wasm")]
+    if webgpu {
+        match Device::wgpu_options().init_async().await {
+            Ok(device) => return (device, "WebGPU".to_string()),
+            Err(error) => {
+                return (
+                    Device::flex(),
+                    format!("CPU (WebGPU is unavailable: {error})"),
+                );
+            }
+        }
+    }
+    let _ = webgpu;
+    (Device::flex(), "CPU".to_string())
+}
+
+#[wasm_bindgen]
+impl AgeEstimator {
+    /// Builds the pipeline from the detector's and the age network's ONNX files. `webgpu` asks
+    /// for the GPU; without an adapter the CPU backend runs and `backend` says why.
+    pub async fn create(
+        detector: Vec<u8>,
+        age: Vec<u8>,
+        webgpu: bool,
+    ) -> Result<AgeEstimator, JsError> {
+        let (device, backend) = pick_device(webgpu).await;
+        let detector = BlazeFace::from_onnx(&detector, &device)
+            .map_err(|e| js_error(format!("the face detector's weights: {e}")))?;
+        let age = PretrainedAgeNet::from_onnx(&age, &device)
+            .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
+        let estimator = Estimator {
+            detector,
+            streams: vec![Stream::pretrained(age)],
+            fusion: FusionRule::Arithmetic,
+            flip: true,
+        };
+        let state = State {
+            estimator,
+            device,
+            backend,
+            tracker: RefCell::new(Tracker::default()),
+        };
+        Ok(AgeEstimator {
+            state: Rc::new(state),
+        })
+    }
+
+    /// Which backend runs: "WebGPU", or "CPU" with the reason.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.state.backend.clone()
+    }
+
+    /// The names of the streams that run.
+    #[wasm_bindgen(getter)]
+    pub fn streams(&self) -> Vec<String> {
+        self.state
+            .estimator
+            .streams
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Estimates the faces of one RGBA frame (`width·height·4` bytes, as a canvas gives them).
+    /// With `track`, each face continues its track from the previous frames and its distribution
+    /// is smoothed over them. Resolves to an array of `{track, frames, face}`.
+    pub fn estimate(&self, rgba: Vec<u8>, width: u32, height: u32, track: bool) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let error = |e: String| JsValue::from(js_error(e));
+            if rgba.len() != (width as usize) * (height as usize) * 4 {
+                return Err(error(format!(
+                    "a {width}×{height} RGBA frame needs {} bytes, got {}",
+                    width * height * 4,
+                    rgba.len()
+                )));
+            }
+            let rgb: Vec<u8> = rgba
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect();
+            let image = RgbImage::from_raw(width, height, rgb)
+                .ok_or_else(|| error("the frame is empty".into()))?;
+            let faces = state
+                .estimator
+                .estimate_async(&image, &state.device)
+                .await
+                .map_err(|e| error(e.to_string()))?;
+            let mut tracker = state.tracker.borrow_mut();
+            if !track {
+                tracker.reset();
+            }
+            let tracked = tracker.update(faces).map_err(|e| error(e.to_string()))?;
+            if !track {
+                tracker.reset();
+            }
+            serde_wasm_bindgen::to_value(&tracked).map_err(|e| error(e.to_string()))
+        })
+    }
+
+    /// Forgets the tracked faces (for a new camera or a still photo).
+    pub fn reset(&self) {
+        self.state.tracker.borrow_mut().reset();
+    }
 }

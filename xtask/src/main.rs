@@ -187,6 +187,8 @@ fn ensure_chromium() -> Result<()> {
 }
 
 fn demo(build_only: bool) -> Result<()> {
+    // The page serves the weights from models/, copied beside it by trunk.
+    fetch::fetch_models()?;
     ensure_wasm_target()?;
     // trunk 0.22 needs a newer rustc than the project's 1.95.
     ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
