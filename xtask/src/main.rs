@@ -272,8 +272,8 @@ fn test() -> Result<()> {
         clippy_wasm,
     )?;
 
-    // The face pipeline's tests read the pretrained weights and the public-domain portraits.
-    fetch::fetch_models()?;
+    // The face pipeline's tests read the public-domain portraits (and the weights, which
+    // building the page fetches).
     fetch::fetch_portraits()?;
 
     // The end-to-end test of the page needs it built and a browser.
