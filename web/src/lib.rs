@@ -125,7 +125,7 @@ impl AgeEstimator {
             if rgba.len() != (width as usize) * (height as usize) * 4 {
                 return Err(error(format!(
                     "a {width}×{height} RGBA frame needs {} bytes, got {}",
-                    width * height * 4,
+                    (width as usize) * (height as usize) * 4,
                     rgba.len()
                 )));
             }
@@ -140,14 +140,13 @@ impl AgeEstimator {
                 .estimate_async(&image, &state.device)
                 .await
                 .map_err(|e| error(e.to_string()))?;
-            let mut tracker = state.tracker.borrow_mut();
-            if !track {
-                tracker.reset();
+            // A still photo gets a tracker of its own, so it neither joins nor ends a live track.
+            let tracked = if track {
+                state.tracker.borrow_mut().update(faces)
+            } else {
+                Tracker::default().update(faces)
             }
-            let tracked = tracker.update(faces).map_err(|e| error(e.to_string()))?;
-            if !track {
-                tracker.reset();
-            }
+            .map_err(|e| error(e.to_string()))?;
             serde_wasm_bindgen::to_value(&tracked).map_err(|e| error(e.to_string()))
         })
     }
