@@ -10,7 +10,7 @@
 //! MediaPipe's TFLite file; see that folder's README).
 
 use burn::{
-    module::{Module, Param},
+    module::Module,
     nn::{
         PaddingConfig2d,
         conv::{Conv2d, Conv2dConfig},
@@ -232,16 +232,8 @@ fn load_conv(
         )));
     };
     let dims = conv.weight.dims();
-    let weight = weights.tensor(weight_name, &dims)?;
-    let bias = weights.tensor(bias_name, &[dims[0]])?;
-    conv.weight = Param::from_tensor(Tensor::from_data(
-        TensorData::new(weight.values.clone(), dims),
-        device,
-    ));
-    conv.bias = Some(Param::from_tensor(Tensor::from_data(
-        TensorData::new(bias.values.clone(), [dims[0]]),
-        device,
-    )));
+    conv.weight = weights.param(weight_name, dims, device)?;
+    conv.bias = Some(weights.param(bias_name, [dims[0]], device)?);
     Ok(())
 }
 

@@ -12,6 +12,11 @@
 
 use std::collections::HashMap;
 
+use burn::{
+    module::Param,
+    tensor::{Device, Tensor, TensorData},
+};
+
 use crate::DldlError;
 
 /// A weight tensor stored in the model.
@@ -86,6 +91,32 @@ impl OnnxWeights {
         Ok(tensor)
     }
 
+    /// The initialiser `name`, stored with shape `stored`, as a parameter of shape `shape` (the
+    /// same values in the same order, e.g. `[1, C, 1, 1]` kept as `[C]`).
+    pub fn param_as<const D: usize>(
+        &self,
+        name: &str,
+        stored: &[usize],
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Param<Tensor<D>>, DldlError> {
+        let tensor = self.tensor(name, stored)?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(tensor.values.clone(), shape),
+            device,
+        )))
+    }
+
+    /// The initialiser `name`, checked to have the shape `shape`, as a parameter.
+    pub fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Param<Tensor<D>>, DldlError> {
+        self.param_as(name, &shape, shape, device)
+    }
+
     /// The initialisers feeding the node that produces `output` (e.g. a Conv's weight and bias).
     pub fn node_initializers(&self, output: &str) -> Result<Vec<&str>, DldlError> {
         let node = self
@@ -135,31 +166,11 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
     for field in Fields::new(bytes) {
         match field? {
             (1, Value::Varint(d)) => dims.push(d as usize),
-            (1, Value::Bytes(packed)) => {
-                let mut reader = Reader {
-                    bytes: packed,
-                    at: 0,
-                };
-                while !reader.done() {
-                    dims.push(reader.varint()? as usize);
-                }
-            }
+            (1, Value::Bytes(packed)) => dims.extend(packed_varints(packed)?.map(|d| d as usize)),
             (2, Value::Varint(t)) => data_type = t,
-            (4, Value::Bytes(packed)) => floats.extend(
-                packed
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            ),
+            (4, Value::Bytes(packed)) => floats.extend(le_f32s(packed)),
             (4, Value::Fixed32(bits)) => floats.push(f32::from_bits(bits)),
-            (7, Value::Bytes(packed)) => {
-                let mut reader = Reader {
-                    bytes: packed,
-                    at: 0,
-                };
-                while !reader.done() {
-                    ints.push(reader.varint()? as i64);
-                }
-            }
+            (7, Value::Bytes(packed)) => ints.extend(packed_varints(packed)?.map(|v| v as i64)),
             (7, Value::Varint(v)) => ints.push(v as i64),
             (8, Value::Bytes(s)) => name = utf8(s)?,
             (9, Value::Bytes(r)) => raw = Some(r),
@@ -168,10 +179,7 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
     }
     let count: usize = dims.iter().product();
     let values: Vec<f32> = match (data_type, raw) {
-        (FLOAT, Some(raw)) => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        (FLOAT, Some(raw)) => le_f32s(raw).collect(),
         (FLOAT, None) => floats,
         (INT64, Some(raw)) => raw
             .chunks_exact(8)
@@ -188,6 +196,23 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
         )));
     }
     Ok((name, Initializer { dims, values }))
+}
+
+/// Little-endian `f32`s, as ONNX stores raw and packed float data.
+fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The numbers of a packed repeated varint field.
+fn packed_varints(bytes: &[u8]) -> Result<std::vec::IntoIter<u64>, DldlError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let mut values = Vec::new();
+    while !reader.done() {
+        values.push(reader.varint()?);
+    }
+    Ok(values.into_iter())
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, DldlError> {

@@ -19,7 +19,7 @@ use burn::{
         pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
     },
     tensor::{
-        Device, Tensor, TensorData,
+        Device, Tensor,
         activation::{relu, softmax},
     },
 };
@@ -112,23 +112,22 @@ impl ConvAffine {
         device: &Device,
     ) -> Result<(), DldlError> {
         let dims = self.conv.weight.dims();
-        self.conv.weight = param(weights, &format!("layer_{conv}_weights"), dims, device)?;
-        self.conv.bias = Some(param(
-            weights,
-            &format!("layer_{conv}_bias"),
+        self.conv.weight = weights.param(&format!("layer_{conv}_weights"), dims, device)?;
+        self.conv.bias = Some(weights.param(&format!("layer_{conv}_bias"), [dims[0]], device)?);
+        // Stored as [1, channels, 1, 1] for broadcasting; kept here as [channels].
+        let per_channel = [1, dims[0], 1, 1];
+        self.affine.scale = weights.param_as(
+            &format!("layer_{affine}_scale"),
+            &per_channel,
             [dims[0]],
             device,
-        )?);
-        // Stored as [1, channels, 1, 1] for broadcasting; kept here as [channels].
-        let per_channel = |name: String| -> Result<Param<Tensor<1>>, DldlError> {
-            let tensor = weights.tensor(&name, &[1, dims[0], 1, 1])?;
-            Ok(Param::from_tensor(Tensor::from_data(
-                TensorData::new(tensor.values.clone(), [dims[0]]),
-                device,
-            )))
-        };
-        self.affine.scale = per_channel(format!("layer_{affine}_scale"))?;
-        self.affine.offset = per_channel(format!("layer_{affine}_offset"))?;
+        )?;
+        self.affine.offset = weights.param_as(
+            &format!("layer_{affine}_offset"),
+            &per_channel,
+            [dims[0]],
+            device,
+        )?;
         Ok(())
     }
 }
@@ -228,8 +227,8 @@ impl PretrainedAgeNet {
             block.first.load(&weights, first.0, first.1, device)?;
             block.second.load(&weights, second.0, second.1, device)?;
         }
-        net.head.weight = param(&weights, "layer_1_weights", [256, PUBLISHED_AGES], device)?;
-        net.head.bias = Some(param(&weights, "layer_1_bias", [PUBLISHED_AGES], device)?);
+        net.head.weight = weights.param("layer_1_weights", [256, PUBLISHED_AGES], device)?;
+        net.head.bias = Some(weights.param("layer_1_bias", [PUBLISHED_AGES], device)?);
         Ok(net)
     }
 
@@ -298,19 +297,6 @@ impl PretrainedAgeNet {
             ..self
         }
     }
-}
-
-fn param<const D: usize>(
-    weights: &OnnxWeights,
-    name: &str,
-    dims: [usize; D],
-    device: &Device,
-) -> Result<Param<Tensor<D>>, DldlError> {
-    let tensor = weights.tensor(name, &dims)?;
-    Ok(Param::from_tensor(Tensor::from_data(
-        TensorData::new(tensor.values.clone(), dims),
-        device,
-    )))
 }
 
 #[cfg(test)]

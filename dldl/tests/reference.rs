@@ -59,6 +59,11 @@ fn chip(face: &Value) -> RgbImage {
     RgbImage::from_raw(64, 64, bytes).unwrap()
 }
 
+fn detector(device: &Device) -> BlazeFace {
+    let path = root().join("models/blazeface/face_detection_short_range.onnx");
+    BlazeFace::from_onnx(&read(&path, "fetch-models"), device).unwrap()
+}
+
 const PORTRAITS: [(&str, &str); 3] = [
     ("astronaut", "astronaut.png"),
     ("grace_hopper_512x512", "grace_hopper_512x512.jpg"),
@@ -149,11 +154,7 @@ fn chips_match_dlib_for_the_same_eyes() {
 #[test]
 fn detector_agrees_with_mediapipe_decoding() {
     let device = Device::flex();
-    let bytes = read(
-        &root().join("models/blazeface/face_detection_short_range.onnx"),
-        "fetch-models",
-    );
-    let detector = BlazeFace::from_onnx(&bytes, &device).unwrap();
+    let detector = detector(&device);
     for (name, file) in PORTRAITS {
         let reference = reference(name);
         let theirs = &reference["faces"][0];
@@ -207,11 +208,7 @@ fn detector_agrees_with_mediapipe_decoding() {
 #[test]
 fn raw_detector_output_has_the_published_shape() {
     let device = Device::flex();
-    let bytes = read(
-        &root().join("models/blazeface/face_detection_short_range.onnx"),
-        "fetch-models",
-    );
-    let detector = BlazeFace::from_onnx(&bytes, &device).unwrap();
+    let detector = detector(&device);
     let (scores, boxes) = detector.net.forward(Tensor::from_data(
         TensorData::new(vec![0.0f32; 3 * 128 * 128], [1, 3, 128, 128]),
         &device,
