@@ -310,7 +310,7 @@ pub fn input(image: &RgbImage) -> Result<(Vec<f32>, Letterbox), DldlError> {
 }
 
 /// The face detector: the network and its anchors.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BlazeFace {
     pub net: BlazeFaceNet,
     anchors: Vec<[f32; 2]>,

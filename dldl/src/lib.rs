@@ -9,6 +9,7 @@ pub mod align;
 pub mod blazeface;
 pub mod distribution;
 pub mod error;
+pub mod exported;
 pub mod face;
 pub mod fusion;
 pub mod label;

@@ -1,6 +1,6 @@
 //! The model card written beside a stream's weights, and loading a stream from it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use dldl::{
@@ -55,15 +55,14 @@ impl Bins {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataCard {
-    /// `synthetic` for `trainer synth` output, else `user`.
+    /// `synthetic` when any training set is `trainer synth` output, else `user`.
     pub kind: String,
-    pub train: PathBuf,
+    /// The training sets, each as `format path`.
+    pub train: Vec<String>,
     pub train_images: usize,
     pub train_mean_age: f32,
-    pub valid: Option<PathBuf>,
+    pub valid: Vec<String>,
     pub valid_images: usize,
-    /// σ given to rows without one.
-    pub default_sigma: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,7 +18,8 @@ use dldl::{
 };
 use image::imageops::FilterType;
 use indicatif::ProgressBar;
-use rand::{Rng, rngs::StdRng};
+
+use crate::augment::mirror;
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,9 +106,16 @@ pub fn decode_image(path: &Path) -> Result<image::DynamicImage> {
 /// Decodes an image, crops its centre square and resizes it to `size`×`size` RGB.
 pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
     let image = decode_image(path)?;
+    square_resize(&image, size)
+        .map(image::RgbImage::into_raw)
+        .with_context(|| path.display().to_string())
+}
+
+/// The centre square of `image`, resized to `size`×`size` RGB.
+pub fn square_resize(image: &image::DynamicImage, size: u32) -> Result<image::RgbImage> {
     let side = image.width().min(image.height());
     if side == 0 {
-        bail!("the image {} is empty", path.display());
+        bail!("the image is empty");
     }
     let square = image.crop_imm(
         (image.width() - side) / 2,
@@ -117,14 +125,26 @@ pub fn load_image(path: &Path, size: u32) -> Result<Vec<u8>> {
     );
     Ok(square
         .resize_exact(size, size, FilterType::Triangle)
-        .to_rgb8()
-        .into_raw())
+        .to_rgb8())
 }
 
-/// A data set held in memory at the network's input size.
+/// Where a set's images at the network's input size live.
+#[derive(Debug, Clone)]
+pub enum Images {
+    /// Decoded, in memory.
+    Memory(Vec<Vec<u8>>),
+    /// Chips in the preprocessing cache, decoded when a batch needs them (sets too large to
+    /// hold in memory).
+    Disk(Vec<PathBuf>),
+}
+
+/// A data set at the network's input size.
 #[derive(Debug, Clone)]
 pub struct LoadedSet {
-    pub images: Vec<Vec<u8>>,
+    pub images: Images,
+    /// Target distributions (101 bins) to train towards instead of N(μ, σ): a teacher's, when
+    /// distilling.
+    pub targets: Option<Vec<Vec<f32>>>,
     pub mu: Vec<f32>,
     pub sigma: Vec<f32>,
     pub size: usize,
@@ -134,7 +154,88 @@ pub struct LoadedSet {
 
 impl LoadedSet {
     pub fn len(&self) -> usize {
-        self.images.len()
+        self.mu.len()
+    }
+
+    /// The `i`-th image's interleaved RGB pixels.
+    pub fn pixels(&self, i: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match &self.images {
+            Images::Memory(images) => Ok(std::borrow::Cow::Borrowed(&images[i])),
+            Images::Disk(paths) => {
+                let rgb = decode_image(&paths[i])?.to_rgb8();
+                if rgb.dimensions() != (self.size as u32, self.size as u32) {
+                    bail!(
+                        "the cached chip {} is {}×{}, not {s}×{s}; delete the cache folder",
+                        paths[i].display(),
+                        rgb.width(),
+                        rgb.height(),
+                        s = self.size
+                    );
+                }
+                Ok(std::borrow::Cow::Owned(rgb.into_raw()))
+            }
+        }
+    }
+
+    /// Loads preprocessed chips: into memory when they take at most `memory_limit` bytes,
+    /// else they stay on disk and are read batch by batch.
+    pub fn from_chips(
+        chips: &[crate::faces::Chip],
+        size: usize,
+        memory_limit: usize,
+        progress: &ProgressBar,
+    ) -> Result<Self> {
+        if chips.is_empty() {
+            bail!("no images are left to train on");
+        }
+        let mu = chips.iter().map(|c| c.mu).collect();
+        let sigma = chips.iter().map(|c| c.sigma).collect();
+        let paths: Vec<PathBuf> = chips.iter().map(|c| c.path.clone()).collect();
+        let disk = LoadedSet {
+            images: Images::Disk(paths),
+            targets: None,
+            mu,
+            sigma,
+            size,
+            skipped: 0,
+        };
+        if chips.len().saturating_mul(size * size * 3) > memory_limit {
+            return Ok(disk);
+        }
+        progress.set_length(chips.len() as u64);
+        let next = AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut results: Vec<(usize, Result<Vec<u8>>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= chips.len() {
+                                break;
+                            }
+                            done.push((i, disk.pixels(i).map(|p| p.into_owned())));
+                            progress.inc(1);
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("chip loader thread panicked"))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let images = results
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LoadedSet {
+            images: Images::Memory(images),
+            ..disk
+        })
     }
 
     /// Loads every sample's image in parallel. Unreadable images are an error naming the first
@@ -182,8 +283,10 @@ impl LoadedSet {
                 samples.len()
             )));
         }
+        let mut images = Vec::new();
         let mut set = LoadedSet {
-            images: Vec::new(),
+            images: Images::Memory(Vec::new()),
+            targets: None,
             mu: Vec::new(),
             sigma: Vec::new(),
             size,
@@ -191,12 +294,13 @@ impl LoadedSet {
         };
         for (i, result) in results {
             if let Ok(rgb) = result {
-                set.images.push(rgb);
+                images.push(rgb);
                 set.mu.push(samples[i].mu);
                 set.sigma.push(samples[i].sigma);
             }
         }
-        if set.images.is_empty() {
+        set.images = Images::Memory(images);
+        if set.is_empty() {
             bail!("none of the {} images could be read", samples.len());
         }
         Ok(set)
@@ -229,47 +333,43 @@ impl LoadedSet {
         Ok(set)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.mu.is_empty()
+    }
+
     /// The images at `indices` as a `[batch, 3, size, size]` tensor with their labels; with
-    /// `flip_rng`, each image is mirrored left–right with probability ½.
+    /// `mirrored`, each image mirrored left–right.
     pub fn batch(
         &self,
         indices: &[usize],
         normalization: &Normalization,
         device: &Device,
-        flip_rng: Option<&mut StdRng>,
-    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-        let flipped: Vec<Option<Vec<u8>>> = match flip_rng {
-            None => vec![None; indices.len()],
-            Some(rng) => indices
-                .iter()
-                .map(|&i| {
-                    rng.random_bool(0.5)
-                        .then(|| mirror(&self.images[i], self.size))
-                })
-                .collect(),
-        };
-        let images: Vec<&[u8]> = indices
+        mirrored: bool,
+    ) -> Result<(Tensor<4>, Tensor<1>, Tensor<1>)> {
+        let images = indices
             .iter()
-            .zip(&flipped)
-            .map(|(&i, f)| f.as_deref().unwrap_or(&self.images[i]))
-            .collect();
+            .map(|&i| {
+                let pixels = self.pixels(i)?;
+                Ok(if mirrored {
+                    std::borrow::Cow::Owned(mirror(&pixels, self.size))
+                } else {
+                    pixels
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let images: Vec<&[u8]> = images.iter().map(|c| c.as_ref()).collect();
         let x = images_to_tensor(&images, self.size, normalization, device);
+        let (mu, sigma) = self.labels(indices, device);
+        Ok((x, mu, sigma))
+    }
+
+    /// The labels μ and σ of the images at `indices`.
+    pub fn labels(&self, indices: &[usize], device: &Device) -> (Tensor<1>, Tensor<1>) {
         let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let mu = Tensor::<1>::from_floats(pick(&self.mu).as_slice(), device);
         let sigma = Tensor::<1>::from_floats(pick(&self.sigma).as_slice(), device);
-        (x, mu, sigma)
+        (mu, sigma)
     }
-}
-
-/// Mirrors a square interleaved RGB image left–right.
-fn mirror(rgb: &[u8], size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rgb.len());
-    for row in rgb.chunks_exact(size * 3) {
-        for pixel in row.chunks_exact(3).rev() {
-            out.extend_from_slice(pixel);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -342,13 +442,7 @@ mod tests {
         assert!(error.contains("corrupt.png"), "{error}");
         let set = LoadedSet::load(&samples, 4, true, &bar).unwrap();
         assert_eq!((set.len(), set.skipped), (1, 2));
-        assert_eq!(set.images[0].len(), 4 * 4 * 3);
+        assert_eq!(set.pixels(0).unwrap().len(), 4 * 4 * 3);
         assert_eq!(set.mu, vec![20.0]);
-    }
-
-    #[test]
-    fn mirror_reverses_pixels_in_each_row() {
-        let rgb = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4];
-        assert_eq!(mirror(&rgb, 2), vec![2, 2, 2, 1, 1, 1, 4, 4, 4, 3, 3, 3]);
     }
 }

@@ -2,10 +2,19 @@
 
 mod annotate;
 mod atomic;
+mod augment;
 mod card;
 mod data;
+mod datasets;
 mod device;
+mod distill;
 mod eval;
+mod export;
+mod faces;
+mod fuse;
+mod loader;
+mod matfile;
+mod pipeline;
 mod plot;
 mod predict;
 mod progress;
@@ -44,8 +53,16 @@ struct Cli {
 enum Command {
     /// Write the synthetic data set: drawn faces whose traits encode their age.
     Synth(SynthArgs),
-    /// Train one stream on a `path,mean[,std]` CSV, with checkpoints after every epoch.
+    /// Train one stream on a `path,mean[,std]` CSV, or run the stages of a pipeline file
+    /// (--config); checkpoints after every epoch, resumable.
     Train(Box<TrainArgs>),
+    /// Fit the fusion weights of trained streams on a validation set (minimising ε).
+    Fuse(FuseArgs),
+    /// Write a trained stream where the demo picks it up (f16 where it changes nothing).
+    Export(ExportArgs),
+    /// Train a student stream on unlabelled face photos, towards the pretrained network's
+    /// distributions.
+    Distill(Box<DistillArgs>),
     /// Evaluate a trained stream on a `path,mean[,std]` CSV: MAE, ε-error, CS@1..10.
     Eval(EvalArgs),
     /// Find the faces in photographs and estimate each one's age distribution.
@@ -112,10 +129,105 @@ struct SynthArgs {
 }
 
 #[derive(Debug, Args)]
-struct TrainArgs {
-    /// Training CSV: `path,mean[,std]`, paths relative to the CSV.
+struct FuseArgs {
+    /// Trained streams (folders written by `trainer train`, or their model.json); two or more.
+    #[arg(long = "model", required = true, num_args = 1)]
+    models: Vec<PathBuf>,
+    /// Validation CSV(s): `path,mean[,std]`.
+    #[arg(long = "valid", required = true)]
+    valid: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "arithmetic")]
+    fusion: FusionChoice,
+    /// Where to write the fitted weights.
+    #[arg(long, default_value = "fusion.json")]
+    out: PathBuf,
+    /// The validation images are photographs: detect and align their faces (default: they
+    /// are crops already).
     #[arg(long)]
-    train: PathBuf,
+    align: bool,
+    /// Preprocessing cache (default: beside --out).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+struct DistillArgs {
+    /// Folder of face photographs (searched recursively; PNG and JPEG).
+    #[arg(long)]
+    images: PathBuf,
+    /// Run folder: the teacher's answers, checkpoints and the student.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "tiny-age-net")]
+    arch: Architecture,
+    #[arg(long, default_value_t = 224)]
+    input_size: usize,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Share of the photos held out to validate against the teacher.
+    #[arg(long, default_value_t = 0.1)]
+    valid_fraction: f32,
+    /// Photos with several faces: keep the largest (default: leave them out).
+    #[arg(long)]
+    largest_face: bool,
+    /// Only mirror the training images (default: DLDL-v2's augmentation).
+    #[arg(long)]
+    flip_only: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop after this many epochs in this invocation; run again to continue.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// Folder holding age-v1.onnx and the detector (default: $APPARENT_AGE_MODELS, else models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A trained stream (a `trainer train` folder or its model.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// The stream's name on the page (letters, digits, `-`, `_`).
+    #[arg(long)]
+    name: String,
+    /// The model folder the demo serves (default: $APPARENT_AGE_MODELS, else models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Keep f32 weights even where f16 would change nothing.
+    #[arg(long)]
+    f32: bool,
+    /// Fusion weight of the stream on the page.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "fusion")]
+    weight: f32,
+    /// Take the weight `trainer fuse` fitted for this stream from its fusion.json.
+    #[arg(long)]
+    fusion: Option<PathBuf>,
+    /// Export a stream trained on the synthetic set (only for tests, into a temporary folder).
+    #[arg(long)]
+    allow_synthetic: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// A pipeline file (TOML): its stages run in order into --out, each resumable.
+    #[arg(long, conflicts_with_all = ["train", "valid"])]
+    config: Option<PathBuf>,
+    /// Training CSV: `path,mean[,std]`, paths relative to the CSV.
+    #[arg(long, required_unless_present = "config")]
+    train: Option<PathBuf>,
     /// Validation CSV, evaluated after every epoch.
     #[arg(long)]
     valid: Option<PathBuf>,
@@ -147,6 +259,13 @@ struct TrainArgs {
     /// Do not mirror training images at random.
     #[arg(long)]
     no_flip: bool,
+    /// Preprocessing cache (default: <out>/cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Folder holding the face detector, for sets whose faces are aligned (default:
+    /// $APPARENT_AGE_MODELS, else models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Continue the run in --out from its last checkpoint.
@@ -189,6 +308,9 @@ struct EvalArgs {
     data: PathBuf,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Average each image's distribution with its mirror image's (test-time flip).
+    #[arg(long)]
+    flip: bool,
     #[command(flatten)]
     run: RunOptions,
 }
@@ -217,37 +339,237 @@ fn synth(args: SynthArgs) -> Result<()> {
     Ok(())
 }
 
+fn csv_set(path: PathBuf, sigma: f32) -> datasets::DatasetSpec {
+    datasets::DatasetSpec::Csv(datasets::CsvSpec {
+        path,
+        sigma: Some(sigma),
+        faces: datasets::FaceMode::AsIs,
+        limit: None,
+    })
+}
+
 fn train(args: TrainArgs) -> Result<()> {
     let (device, device_name) = device::select(args.run.device)?;
     if !args.run.quiet {
         eprintln!("device: {device_name}");
     }
-    let options = training::TrainOptions {
-        spec: training::RunSpec {
-            architecture: args.arch,
-            input_size: args.input_size,
-            loss: args.loss,
-            train: args.train,
-            valid: args.valid,
-            default_sigma: args.run.sigma,
-            batch_size: args.batch_size,
-            learning_rate: args.learning_rate,
-            lr_step_epochs: args.lr_step,
-            lr_gamma: args.lr_gamma,
+    let models = args.models.unwrap_or_else(predict::default_models_dir);
+    if let Some(config) = args.config {
+        return pipeline::run(
+            &pipeline::RunPipeline {
+                config,
+                out: args.out,
+                models,
+                quiet: args.run.quiet,
+            },
+            &device,
+            &device_name,
+        );
+    }
+    let train = args.train.context("--train or --config is needed")?;
+    let spec = training::RunSpec {
+        architecture: args.arch,
+        input_size: args.input_size,
+        loss: args.loss,
+        train: vec![csv_set(train, args.run.sigma)],
+        valid: args
+            .valid
+            .into_iter()
+            .map(|v| csv_set(v, args.run.sigma))
+            .collect(),
+        batch_size: args.batch_size,
+        optimizer: training::OptimizerSpec::adam(args.learning_rate),
+        lr_step_epochs: args.lr_step,
+        lr_gamma: args.lr_gamma,
+        augment: augment::Augmentation {
             flip: !args.no_flip,
-            seed: args.seed,
+            ..augment::Augmentation::default()
         },
-        epochs: args.epochs,
-        out: args.out,
+        multiple_faces: faces::MultipleFaces::Skip,
+        init: None,
+        soft_targets: None,
+        seed: args.seed,
+    };
+    let options = training::TrainOptions {
         resume: args.resume,
         skip_unreadable: args.run.skip_unreadable,
         quiet: args.run.quiet,
         stop_after: args.stop_after,
+        cache: args.cache.unwrap_or_else(|| args.out.join("cache")),
+        models,
+        ..training::TrainOptions::new(spec, args.epochs, args.out)
     };
     let summary = training::train(&options, &device, &device_name)?;
     if args.run.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
+    Ok(())
+}
+
+fn fuse_command(args: FuseArgs) -> Result<()> {
+    let (device, _) = device::select(args.run.device)?;
+    let faces = if args.align {
+        datasets::FaceMode::Align
+    } else {
+        datasets::FaceMode::AsIs
+    };
+    let valid: Vec<datasets::DatasetSpec> = args
+        .valid
+        .into_iter()
+        .map(|path| {
+            datasets::DatasetSpec::Csv(datasets::CsvSpec {
+                path,
+                sigma: Some(args.run.sigma),
+                faces,
+                limit: None,
+            })
+        })
+        .collect();
+    let rule = match args.fusion {
+        FusionChoice::Arithmetic => dldl::fusion::FusionRule::Arithmetic,
+        FusionChoice::Geometric => dldl::fusion::FusionRule::Geometric,
+    };
+    let folder = args
+        .out
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let placeholder = training::RunSpec {
+        architecture: dldl::model::Architecture::TinyAgeNet,
+        input_size: 32,
+        loss: dldl::loss::LossKind::Kl,
+        train: Vec::new(),
+        valid: Vec::new(),
+        batch_size: 64,
+        optimizer: training::OptimizerSpec::adam(1e-3),
+        lr_step_epochs: 0,
+        lr_gamma: 0.1,
+        augment: augment::Augmentation::none(),
+        multiple_faces: faces::MultipleFaces::Skip,
+        init: None,
+        soft_targets: None,
+        seed: 0,
+    };
+    let options = training::TrainOptions {
+        skip_unreadable: args.run.skip_unreadable,
+        quiet: args.run.quiet,
+        cache: args.cache.unwrap_or_else(|| folder.join("cache")),
+        models: args.models_dir.unwrap_or_else(predict::default_models_dir),
+        ..training::TrainOptions::new(placeholder, 1, folder)
+    };
+    let fit = fuse::fit_streams(&args.models, &valid, rule, &options, &device)?;
+    atomic::write(&args.out, &serde_json::to_vec_pretty(&fit)?)?;
+    if args.run.json {
+        println!("{}", serde_json::to_string_pretty(&fit)?);
+    } else {
+        print!("{}", fuse::describe(&fit));
+        println!("wrote {}", args.out.display());
+    }
+    Ok(())
+}
+
+fn distill_command(args: DistillArgs) -> Result<()> {
+    let (device, device_name) = device::select(args.run.device)?;
+    if !args.run.quiet {
+        eprintln!("device: {device_name}");
+    }
+    let multiple_faces = if args.largest_face {
+        faces::MultipleFaces::Largest
+    } else {
+        faces::MultipleFaces::Skip
+    };
+    let spec = training::RunSpec {
+        architecture: args.arch,
+        input_size: args.input_size,
+        loss: dldl::loss::LossKind::Kl,
+        train: Vec::new(),
+        valid: Vec::new(),
+        batch_size: args.batch_size,
+        optimizer: training::OptimizerSpec::adam(args.learning_rate),
+        lr_step_epochs: 0,
+        lr_gamma: 0.1,
+        augment: if args.flip_only {
+            augment::Augmentation::default()
+        } else {
+            distill::default_augmentation()
+        },
+        multiple_faces,
+        init: None,
+        soft_targets: None,
+        seed: args.seed,
+    };
+    let train = training::TrainOptions {
+        skip_unreadable: args.run.skip_unreadable,
+        quiet: args.run.quiet,
+        stop_after: args.stop_after,
+        models: args.models.unwrap_or_else(predict::default_models_dir),
+        ..training::TrainOptions::new(spec, args.epochs, args.out)
+    };
+    let summary = distill::distill(
+        &distill::DistillOptions {
+            images: args.images,
+            valid_fraction: args.valid_fraction,
+            multiple_faces,
+            train,
+        },
+        &device,
+        &device_name,
+    )?;
+    if args.run.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let (device, _) = device::select(args.device)?;
+    let weight = match &args.fusion {
+        None => args.weight,
+        Some(path) => {
+            let fit = fuse::load(path)?;
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                let key = |p: &std::path::Path| {
+                    let p = if p.is_dir() {
+                        p.join(card::CARD_FILE)
+                    } else {
+                        p.to_path_buf()
+                    };
+                    std::fs::canonicalize(&p).unwrap_or(p)
+                };
+                key(a) == key(b)
+            };
+            fit.streams
+                .iter()
+                .find(|s| same(&s.model, &args.model))
+                .map(|s| s.weight)
+                .with_context(|| {
+                    format!(
+                        "{} has no weight for {}",
+                        path.display(),
+                        args.model.display()
+                    )
+                })?
+        }
+    };
+    let report = export::export(
+        &export::ExportOptions {
+            model: args.model,
+            models: args.models.unwrap_or_else(predict::default_models_dir),
+            name: args.name,
+            force_f32: args.f32,
+            allow_synthetic: args.allow_synthetic,
+            weight,
+        },
+        &device,
+    )?;
+    println!(
+        "wrote {} ({:?}: {:.1} KB; f32 would be {:.1} KB; f16 moves E[age] by at most {:.4} years)",
+        report.folder.display(),
+        report.precision,
+        report.weights_bytes as f64 / 1024.0,
+        report.f32_bytes as f64 / 1024.0,
+        report.max_expected_age_change_f16
+    );
     Ok(())
 }
 
@@ -265,15 +587,21 @@ fn eval(args: EvalArgs) -> Result<()> {
         "eval",
     )?;
     let bar = progress::bar(run.quiet, "eval    [{bar:30}] {pos}/{len} images {eta}");
-    let (report, predictions) = eval::evaluate(
+    let eval::Predictions {
+        report,
+        expected: predictions,
+        ..
+    } = eval::evaluate(
         &loaded.model,
         &set,
         &loaded.card.model.normalization,
         args.batch_size,
+        args.flip,
         &device,
         &bar,
-    );
+    )?;
     bar.finish_and_clear();
+    let decades = eval::per_decade(&predictions, &set.mu);
     if run.json {
         let json = serde_json::json!({
             "model": args.model,
@@ -281,7 +609,9 @@ fn eval(args: EvalArgs) -> Result<()> {
             "data": args.data,
             "device": device_name,
             "skipped": set.skipped,
+            "flip": args.flip,
             "metrics": report,
+            "mae_by_decade": decades,
             "predictions": predictions,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -293,6 +623,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             args.data.display()
         );
         print!("{}", eval::table(&report));
+        print!("{}", eval::decade_table(&decades));
         if set.skipped > 0 {
             println!("skipped  {} unreadable images", set.skipped);
         }
@@ -345,6 +676,9 @@ fn main() {
         Command::Synth(args) => synth(args),
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Fuse(args) => fuse_command(args),
+        Command::Export(args) => export_command(args),
+        Command::Distill(args) => distill_command(*args),
         Command::Predict(args) => match predict(args) {
             Ok(true) => Ok(()),
             // Each failed image has had its line; the status says that some failed.

@@ -46,6 +46,13 @@ fn model_error(path: &Path, error: DldlError) -> anyhow::Error {
     )
 }
 
+/// Loads the face detector from the model folder.
+pub fn load_detector(models: &Path, device: &Device) -> Result<BlazeFace> {
+    let detector_path = models.join(DETECTOR_MODEL);
+    BlazeFace::from_onnx(&read_model(&detector_path)?, device)
+        .map_err(|e| model_error(&detector_path, e))
+}
+
 /// Loads the detector, the pretrained stream and the given trained streams.
 pub fn estimator(
     models: &Path,
@@ -54,14 +61,28 @@ pub fn estimator(
     flip: bool,
     device: &Device,
 ) -> Result<(Estimator, Vec<String>)> {
-    let detector_path = models.join(DETECTOR_MODEL);
-    let detector = BlazeFace::from_onnx(&read_model(&detector_path)?, device)
-        .map_err(|e| model_error(&detector_path, e))?;
+    let detector = load_detector(models, device)?;
     let age_path = models.join(AGE_MODEL);
     let pretrained = PretrainedAgeNet::from_onnx(&read_model(&age_path)?, device)
         .map_err(|e| model_error(&age_path, e))?;
     let mut all = vec![Stream::pretrained(pretrained)];
     let mut warnings = Vec::new();
+    for (card, model) in crate::export::load_exported(models, device)? {
+        if card.data == "synthetic" {
+            warnings.push(format!(
+                "the exported stream `{}` was trained on synthetic faces; its estimates on \
+                 photographs mean nothing",
+                card.name
+            ));
+        }
+        all.push(Stream {
+            name: card.name,
+            network: Network::Dldl(model),
+            input_size: card.model.input_size,
+            normalization: card.model.normalization,
+            weight: card.weight,
+        });
+    }
     for path in streams {
         let loaded = card::load_model(path, device)?;
         if loaded.card.data.kind == "synthetic" {

@@ -11,25 +11,101 @@ use anyhow::{Context, Result, bail};
 use dldl::{
     burn::{
         module::Module,
-        optim::{AdamConfig, GradientsParams, ModuleOptimizer},
-        tensor::Device,
+        optim::{
+            AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+            momentum::MomentumConfig,
+        },
+        tensor::{Device, Tensor, TensorData, activation::log_softmax},
     },
-    loss::LossKind,
+    loss::{LossKind, kl_loss},
     metrics::MetricsReport,
     model::{AgeNet, AgeNetConfig, Architecture},
+    preprocess::images_to_tensor,
 };
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     atomic,
+    augment::Augmentation,
     card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
     data::LoadedSet,
+    datasets::{DatasetSpec, FaceMode},
     eval::evaluate,
+    faces::{self, MultipleFaces, PreprocessOptions},
+    loader,
     plot::{self, Chart, Series},
+    predict,
     progress::bar,
     synth::DATASET_MANIFEST,
 };
+
+/// The optimiser and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    #[serde(default)]
+    pub kind: OptimizerKind,
+    pub learning_rate: f64,
+    /// SGD's momentum (ignored by Adam).
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// L2 penalty; 0 is none.
+    #[serde(default)]
+    pub weight_decay: f32,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Adam, β = (0.9, 0.999).
+    #[default]
+    Adam,
+    /// Stochastic gradient descent with momentum.
+    Sgd,
+}
+
+impl OptimizerSpec {
+    pub fn adam(learning_rate: f64) -> Self {
+        OptimizerSpec {
+            kind: OptimizerKind::Adam,
+            learning_rate,
+            momentum: default_momentum(),
+            weight_decay: 0.0,
+        }
+    }
+
+    fn init(&self) -> ModuleOptimizer {
+        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay));
+        match self.kind {
+            OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+            OptimizerKind::Sgd => SgdConfig::new()
+                .with_weight_decay(decay)
+                .with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(self.momentum)
+                        .with_dampening(0.0),
+                ))
+                .init(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let decay = if self.weight_decay > 0.0 {
+            format!(", weight decay {}", self.weight_decay)
+        } else {
+            String::new()
+        };
+        match self.kind {
+            OptimizerKind::Adam => format!("Adam (β = 0.9, 0.999){decay}"),
+            OptimizerKind::Sgd => format!("SGD (momentum {}){decay}", self.momentum),
+        }
+    }
+}
 
 /// What a run trains; a resumed run must agree on all of it but the number of epochs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,14 +113,20 @@ pub struct RunSpec {
     pub architecture: Architecture,
     pub input_size: usize,
     pub loss: LossKind,
-    pub train: PathBuf,
-    pub valid: Option<PathBuf>,
-    pub default_sigma: f32,
+    pub train: Vec<DatasetSpec>,
+    pub valid: Vec<DatasetSpec>,
     pub batch_size: usize,
-    pub learning_rate: f64,
+    pub optimizer: OptimizerSpec,
     pub lr_step_epochs: usize,
     pub lr_gamma: f64,
-    pub flip: bool,
+    pub augment: Augmentation,
+    pub multiple_faces: MultipleFaces,
+    /// Weights to start from (an earlier stage's), instead of a random initialisation.
+    pub init: Option<PathBuf>,
+    /// A teacher's distributions for the single training set's rows (101 little-endian f32
+    /// per row), trained towards with KL instead of the labels' N(μ, σ).
+    #[serde(default)]
+    pub soft_targets: Option<PathBuf>,
     pub seed: u64,
 }
 
@@ -59,6 +141,33 @@ pub struct TrainOptions {
     pub quiet: bool,
     /// Stop after this many epochs of this invocation (the run stays resumable).
     pub stop_after: Option<usize>,
+    /// The preprocessing cache.
+    pub cache: PathBuf,
+    /// The model folder holding the face detector.
+    pub models: PathBuf,
+    /// Sets larger than this many bytes at the input size stay on disk.
+    pub memory_limit: usize,
+    /// Threads preparing batches.
+    pub workers: usize,
+}
+
+impl TrainOptions {
+    /// Defaults for everything but what is trained and where.
+    pub fn new(spec: RunSpec, epochs: usize, out: PathBuf) -> Self {
+        TrainOptions {
+            spec,
+            epochs,
+            cache: out.join("cache"),
+            out,
+            resume: false,
+            skip_unreadable: false,
+            quiet: true,
+            stop_after: None,
+            models: predict::default_models_dir(),
+            memory_limit: 4 << 30,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,9 +195,10 @@ struct LatestPointer {
 
 /// The learning rate of `epoch` (0-based): divided by 1/γ every `step` epochs.
 pub fn learning_rate(spec: &RunSpec, epoch: usize) -> f64 {
+    let base = spec.optimizer.learning_rate;
     match spec.lr_step_epochs {
-        0 => spec.learning_rate,
-        step => spec.learning_rate * spec.lr_gamma.powi((epoch / step) as i32),
+        0 => base,
+        step => base * spec.lr_gamma.powi((epoch / step) as i32),
     }
 }
 
@@ -137,27 +247,143 @@ fn latest_path(out: &Path) -> PathBuf {
     checkpoints_dir(out).join("latest.json")
 }
 
-fn load_set(path: &Path, options: &TrainOptions, what: &str) -> Result<LoadedSet> {
-    LoadedSet::from_csv(
-        path,
-        options.spec.default_sigma,
-        options.spec.input_size,
-        options.skip_unreadable,
-        options.quiet,
-        what,
-    )
+/// Reads, preprocesses (through the cache) and loads the sets of one split.
+pub fn load_sets(
+    specs: &[DatasetSpec],
+    size: usize,
+    options: &TrainOptions,
+    what: &str,
+) -> Result<LoadedSet> {
+    load_sets_with_targets(specs, size, options, what, None)
 }
 
-fn data_kind(train_csv: &Path) -> String {
-    let manifest = train_csv
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(DATASET_MANIFEST);
-    fs::read_to_string(manifest)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "user".to_string())
+/// Reads a soft-target file: `rows` distributions of 101 little-endian f32.
+pub fn read_targets(path: &Path, rows: usize) -> Result<Vec<Vec<f32>>> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let row_bytes = dldl::AGE_BINS * 4;
+    if bytes.len() != rows * row_bytes {
+        bail!(
+            "{} holds {} bytes; {rows} rows of {} ages need {}",
+            path.display(),
+            bytes.len(),
+            dldl::AGE_BINS,
+            rows * row_bytes
+        );
+    }
+    Ok(bytes
+        .chunks_exact(row_bytes)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect())
+}
+
+/// [`load_sets`], attaching the rows of a soft-target file to a single set's images.
+pub fn load_sets_with_targets(
+    specs: &[DatasetSpec],
+    size: usize,
+    options: &TrainOptions,
+    what: &str,
+    soft_targets: Option<&Path>,
+) -> Result<LoadedSet> {
+    if soft_targets.is_some() && specs.len() != 1 {
+        bail!("soft targets go with exactly one training set");
+    }
+    let mut targets = Vec::new();
+    let preprocess = PreprocessOptions {
+        cache: options.cache.clone(),
+        size,
+        multiple_faces: options.spec.multiple_faces,
+        skip_unreadable: options.skip_unreadable,
+    };
+    let mut detector = None;
+    let mut chips = Vec::new();
+    let mut skipped = 0;
+    for spec in specs {
+        let read = spec.read()?;
+        if !options.quiet {
+            let left_out: Vec<String> = read
+                .report
+                .left_out
+                .iter()
+                .map(|(why, n)| format!("{n} ({why})"))
+                .collect();
+            eprintln!(
+                "{what}: {}: {} rows, {} used{}",
+                read.report.name,
+                read.report.rows,
+                read.report.kept,
+                if left_out.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left out {}", left_out.join(", "))
+                }
+            );
+        }
+        if read.faces == FaceMode::Align && detector.is_none() {
+            detector = Some(predict::load_detector(&options.models, &Device::flex())?);
+        }
+        let progress = bar(
+            options.quiet,
+            &format!("faces {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
+        );
+        let (found, report) = faces::preprocess(
+            &read.samples,
+            read.faces,
+            &preprocess,
+            detector.as_ref(),
+            &progress,
+        )
+        .with_context(|| spec.name())?;
+        progress.finish_and_clear();
+        if !options.quiet {
+            eprintln!("{}", report.summary(what, options.spec.multiple_faces));
+        }
+        skipped += report.unreadable;
+        if let Some(path) = soft_targets {
+            let rows = read_targets(path, read.samples.len())?;
+            targets.extend(found.iter().map(|chip| rows[chip.sample].clone()));
+        }
+        chips.extend(found);
+    }
+    let progress = bar(
+        options.quiet,
+        &format!("loading {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
+    );
+    let mut set = LoadedSet::from_chips(&chips, size, options.memory_limit, &progress)
+        .with_context(|| format!("the {what} sets"))?;
+    progress.finish_and_clear();
+    set.skipped = skipped;
+    if soft_targets.is_some() {
+        set.targets = Some(targets);
+    }
+    Ok(set)
+}
+
+fn data_kind(specs: &[DatasetSpec]) -> String {
+    let kind = |spec: &DatasetSpec| match spec {
+        DatasetSpec::Csv(csv) => {
+            let manifest = csv
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(DATASET_MANIFEST);
+            fs::read_to_string(manifest)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+                .unwrap_or_else(|| "user".to_string())
+        }
+        _ => "user".to_string(),
+    };
+    // One synthetic set makes the whole stream synthetic.
+    if specs.iter().any(|s| kind(s) == "synthetic") {
+        "synthetic".to_string()
+    } else {
+        "user".to_string()
+    }
 }
 
 /// Writes a checkpoint folder and then points `latest.json` at it; only then are older
@@ -216,6 +442,7 @@ fn save_checkpoint(
 fn load_checkpoint(
     out: &Path,
     config: &AgeNetConfig,
+    optimizer: &OptimizerSpec,
     device: &Device,
 ) -> Result<(AgeNet, ModuleOptimizer, CheckpointState)> {
     let pointer: LatestPointer = serde_json::from_slice(
@@ -229,7 +456,7 @@ fn load_checkpoint(
     )
     .context("the checkpoint's state.json is corrupt")?;
     let model = load_weights(config, &dir.join(WEIGHTS_FILE), device)?;
-    let optim = AdamConfig::new()
+    let optim = optimizer
         .init()
         .load(dir.join("optimizer.bpk"))
         .map_err(|e| anyhow::anyhow!("cannot read the checkpoint's optimiser state: {e}"))?;
@@ -255,8 +482,15 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
     if options.epochs == 0 {
         bail!("--epochs must be at least 1: a run of no epochs would write untrained weights");
     }
-    if !(spec.learning_rate.is_finite() && spec.learning_rate > 0.0) {
-        bail!("--learning-rate must be a positive number");
+    let lr = spec.optimizer.learning_rate;
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("the learning rate must be a positive number, not {lr}");
+    }
+    spec.augment
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if spec.train.is_empty() {
+        bail!("no training set is named");
     }
     let out = &options.out;
     let has_checkpoint = latest_path(out).exists();
@@ -271,7 +505,7 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
 
     let autodiff = device.clone().autodiff();
     let (mut model, mut optim, mut state) = if options.resume && has_checkpoint {
-        let (model, optim, state) = load_checkpoint(out, &config, &autodiff)?;
+        let (model, optim, state) = load_checkpoint(out, &config, &spec.optimizer, &autodiff)?;
         if state.spec != *spec {
             bail!(
                 "{} was trained with other settings ({:?}); resume it with the same settings \
@@ -290,20 +524,28 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         (model, optim, state)
     } else {
         device.seed(spec.seed);
-        let model = config.init(&autodiff)?;
+        let model = match &spec.init {
+            Some(weights) => load_weights(&config, weights, &autodiff)
+                .context("cannot start from the earlier stage's weights")?,
+            None => config.init(&autodiff)?,
+        };
         let state = CheckpointState {
             spec: spec.clone(),
             epochs_done: 0,
             history: Vec::new(),
         };
-        (model, AdamConfig::new().init(), state)
+        (model, spec.optimizer.init(), state)
     };
 
-    let train_set = load_set(&spec.train, options, "train")?;
-    let valid_set = spec
-        .valid
-        .as_ref()
-        .map(|path| load_set(path, options, "valid"))
+    let train_set = load_sets_with_targets(
+        &spec.train,
+        spec.input_size,
+        options,
+        "train",
+        spec.soft_targets.as_deref(),
+    )?;
+    let valid_set = (!spec.valid.is_empty())
+        .then(|| load_sets(&spec.valid, spec.input_size, options, "valid"))
         .transpose()?;
     let normalization = config.normalization;
     let started = Instant::now();
@@ -330,41 +572,75 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         progress.set_prefix(format!("{}/{}", epoch + 1, options.epochs));
         progress.set_length(batches as u64);
         let mut loss_sum = 0.0;
-        for chunk in order.chunks(spec.batch_size) {
-            let flip = spec.flip.then_some(&mut rng);
-            let (x, mu, sigma) = train_set.batch(chunk, &normalization, &autodiff, flip);
-            let loss = spec.loss.loss(model.forward(x), mu, sigma);
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
-                bail!(
-                    "the loss became {value} in epoch {}; lower --learning-rate",
-                    epoch + 1
-                );
-            }
-            loss_sum += value * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            progress.set_message(format!("{value:.4}"));
-            progress.inc(1);
-        }
+        let epoch_seed = rng.random::<u64>();
+        // The optimiser consumes the model at each step; it lives in this slot meanwhile.
+        let mut slot = Some(model);
+        loader::for_each_batch(
+            &train_set,
+            &order,
+            spec.batch_size,
+            &spec.augment,
+            epoch_seed,
+            options.workers,
+            |batch| {
+                let images: Vec<&[u8]> = batch.images.iter().map(Vec::as_slice).collect();
+                let x = images_to_tensor(&images, train_set.size, &normalization, &autodiff);
+                let (mu, sigma) = train_set.labels(&batch.indices, &autodiff);
+                let current = slot.take().expect("the model is back after every step");
+                let logits = current.forward(x);
+                let loss = match &train_set.targets {
+                    Some(targets) => {
+                        let rows: Vec<f32> = batch
+                            .indices
+                            .iter()
+                            .flat_map(|&i| targets[i].iter().copied())
+                            .collect();
+                        let target = Tensor::<2>::from_data(
+                            TensorData::new(rows, [batch.indices.len(), dldl::AGE_BINS]),
+                            &autodiff,
+                        );
+                        kl_loss(target, log_softmax(logits, 1))
+                    }
+                    None => spec.loss.loss(logits, mu, sigma),
+                };
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                if !value.is_finite() {
+                    bail!(
+                        "the loss became {value} in epoch {}; lower the learning rate",
+                        epoch + 1
+                    );
+                }
+                loss_sum += value * batch.indices.len() as f64;
+                let grads = GradientsParams::from_grads(loss.backward(), &current);
+                slot = Some(optim.step(lr, current, grads));
+                progress.set_message(format!("{value:.4}"));
+                progress.inc(1);
+                Ok(())
+            },
+        )?;
+        model = slot.expect("the model is back after every step");
         progress.finish_and_clear();
         let train_loss = loss_sum / train_set.len() as f64;
-        let validation = valid_set.as_ref().map(|set| {
-            let progress = bar(
-                options.quiet,
-                "validate [{bar:30}] {pos}/{len} images {eta}",
-            );
-            let (report, _) = evaluate(
-                &model.valid(),
-                set,
-                &normalization,
-                spec.batch_size,
-                device,
-                &progress,
-            );
-            progress.finish_and_clear();
-            report
-        });
+        let validation = valid_set
+            .as_ref()
+            .map(|set| {
+                let progress = bar(
+                    options.quiet,
+                    "validate [{bar:30}] {pos}/{len} images {eta}",
+                );
+                let predictions = evaluate(
+                    &model.valid(),
+                    set,
+                    &normalization,
+                    spec.batch_size,
+                    false,
+                    device,
+                    &progress,
+                )?;
+                progress.finish_and_clear();
+                anyhow::Ok(predictions.report)
+            })
+            .transpose()?;
         let log = EpochLog {
             epoch: epoch + 1,
             learning_rate: lr,
@@ -402,21 +678,20 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             spec.loss,
             DataCard {
                 kind: data_kind(&spec.train),
-                train: spec.train.clone(),
+                train: spec.train.iter().map(DatasetSpec::name).collect(),
                 train_images: train_set.len(),
                 train_mean_age,
-                valid: spec.valid.clone(),
+                valid: spec.valid.iter().map(DatasetSpec::name).collect(),
                 valid_images: valid_set.as_ref().map_or(0, LoadedSet::len),
-                default_sigma: spec.default_sigma,
             },
             TrainingCard {
                 epochs: state.epochs_done,
                 batch_size: spec.batch_size,
-                optimizer: "Adam (β = 0.9, 0.999)".to_string(),
-                learning_rate: spec.learning_rate,
+                optimizer: spec.optimizer.describe(),
+                learning_rate: spec.optimizer.learning_rate,
                 lr_step_epochs: spec.lr_step_epochs,
                 lr_gamma: spec.lr_gamma,
-                augmentation: if spec.flip { "horizontal flip" } else { "none" }.to_string(),
+                augmentation: spec.augment.describe(),
                 seed: spec.seed,
                 device: device_name.to_string(),
                 seconds: state.history.iter().map(|e| e.seconds).sum(),
@@ -458,28 +733,40 @@ mod tests {
     use crate::synth::{SynthConfig, write_dataset};
     use indicatif::ProgressBar;
 
+    fn csv(path: PathBuf) -> DatasetSpec {
+        DatasetSpec::Csv(crate::datasets::CsvSpec {
+            path,
+            sigma: None,
+            faces: FaceMode::AsIs,
+            limit: None,
+        })
+    }
+
     fn options(data: &Path, out: &Path, stop_after: Option<usize>, resume: bool) -> TrainOptions {
-        TrainOptions {
-            spec: RunSpec {
-                architecture: Architecture::TinyAgeNet,
-                input_size: 32,
-                loss: LossKind::KlL1 { lambda: 1.0 },
-                train: data.join("train.csv"),
-                valid: Some(data.join("valid.csv")),
-                default_sigma: 3.0,
-                batch_size: 16,
-                learning_rate: 1e-3,
-                lr_step_epochs: 1,
-                lr_gamma: 0.5,
-                flip: true,
-                seed: 5,
+        let spec = RunSpec {
+            architecture: Architecture::TinyAgeNet,
+            input_size: 32,
+            loss: LossKind::KlL1 { lambda: 1.0 },
+            train: vec![csv(data.join("train.csv"))],
+            valid: vec![csv(data.join("valid.csv"))],
+            batch_size: 16,
+            optimizer: OptimizerSpec::adam(1e-3),
+            lr_step_epochs: 1,
+            lr_gamma: 0.5,
+            augment: Augmentation {
+                rotation: 10.0,
+                brightness: 0.2,
+                ..Augmentation::default()
             },
-            epochs: 2,
-            out: out.to_path_buf(),
+            multiple_faces: MultipleFaces::Skip,
+            init: None,
+            soft_targets: None,
+            seed: 5,
+        };
+        TrainOptions {
             resume,
-            skip_unreadable: false,
-            quiet: true,
             stop_after,
+            ..TrainOptions::new(spec, 2, out.to_path_buf())
         }
     }
 
@@ -517,8 +804,9 @@ mod tests {
 
         // Same weights: the same distributions on the same images.
         let model_config = AgeNetConfig::new(Architecture::TinyAgeNet).with_input_size(32);
-        let set = load_set(
-            &data.join("valid.csv"),
+        let set = load_sets(
+            &[csv(data.join("valid.csv"))],
+            32,
             &options(&data, &straight, None, false),
             "valid",
         )
@@ -526,7 +814,9 @@ mod tests {
         let indices: Vec<usize> = (0..set.len()).collect();
         let predict = |dir: &Path| -> Vec<f32> {
             let model = load_weights(&model_config, &dir.join(WEIGHTS_FILE), &device).unwrap();
-            let (x, _, _) = set.batch(&indices, &model_config.normalization, &device, None);
+            let (x, _, _) = set
+                .batch(&indices, &model_config.normalization, &device, false)
+                .unwrap();
             model.distribution(x).try_into_vec_as().unwrap()
         };
         assert_eq!(predict(&straight), predict(&interrupted));

@@ -1,0 +1,102 @@
+//! Streams exported for the demo: a folder per stream under `streams/` beside the other model
+//! files, holding `stream.json` (what the network is and how it was trained) and `weights.bpk`
+//! (burnpack, f16 or f32), listed in `streams/index.json`. The trainer writes them
+//! (`trainer export`); the demo and `trainer predict` read them with these functions, so a new
+//! stream needs no code change.
+
+use burn::{
+    module::{Module, ModuleMapper, Param},
+    store::ModuleRecord,
+    tensor::{DType, Device, Tensor},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    DldlError,
+    metrics::MetricsReport,
+    model::{AgeNet, AgeNetConfig},
+};
+
+/// The folder of exported streams inside the model folder.
+pub const STREAMS_DIR: &str = "streams";
+/// The list of exported streams inside [`STREAMS_DIR`].
+pub const INDEX_FILE: &str = "index.json";
+pub const CARD_FILE: &str = "stream.json";
+pub const WEIGHTS_FILE: &str = "weights.bpk";
+pub const FORMAT: &str = "apparent-age exported stream 1";
+
+/// `streams/index.json`: the exported streams' folder names, in fusion order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamIndex {
+    pub streams: Vec<String>,
+}
+
+/// Storage precision of the exported weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F16,
+    F32,
+}
+
+/// `stream.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportedStream {
+    pub format: String,
+    /// Shown on the page and in `trainer predict`.
+    pub name: String,
+    pub model: AgeNetConfig,
+    pub precision: Precision,
+    /// Largest change of E[age] the precision made on the export's probe images, in years.
+    pub max_expected_age_change: f32,
+    /// `synthetic` when trained on the synthetic set (never meaningful on photographs).
+    pub data: String,
+    /// The training sets and settings in a line or two.
+    pub description: String,
+    pub validation: Option<MetricsReport>,
+    /// Fusion weight (from `trainer fuse` when one was fitted, else 1).
+    pub weight: f32,
+}
+
+struct ToHalf;
+
+impl ModuleMapper for ToHalf {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| t.cast(DType::F16))
+    }
+}
+
+/// The network with every float parameter stored as f16.
+pub fn to_half(model: AgeNet) -> AgeNet {
+    model.map(&mut ToHalf)
+}
+
+/// The burnpack bytes of `model`'s weights.
+pub fn weights_bytes(model: AgeNet) -> Result<Vec<u8>, DldlError> {
+    model
+        .into_record()
+        .into_bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| DldlError::Backend(e.to_string()))
+}
+
+/// Builds the network `card` describes and applies `weights` (f16 or f32) to it in f32.
+pub fn load_stream(
+    card: &ExportedStream,
+    weights: Vec<u8>,
+    device: &Device,
+) -> Result<AgeNet, DldlError> {
+    if card.format != FORMAT {
+        return Err(DldlError::WeightsMismatch(format!(
+            "stream.json is `{}`, not `{FORMAT}`",
+            card.format
+        )));
+    }
+    let model = card.model.init(device)?;
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights))
+        .map_err(|e| DldlError::CorruptWeights(e.to_string()))?
+        .cast_to_module_dtype();
+    model
+        .try_load_record(record)
+        .map_err(|e| DldlError::WeightsMismatch(e.to_string()))
+}

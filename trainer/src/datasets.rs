@@ -1,0 +1,995 @@
+//! Readers for the public age data sets, each in its own published layout, and the generic CSV.
+//!
+//! Every reader turns its set into [`Sample`]s: an image path, the age μ and its σ. Apparent-age
+//! sets (APPA-REAL, ChaLearn LAP 2015/2016) carry σ, the spread of the human guesses; real-age
+//! sets (UTKFace, MORPH II, FG-NET, IMDB-WIKI) take the configured `sigma`. A bad row is an error
+//! naming `file:line`; rows a set's authors ask to leave out (IMDB-WIKI's low face scores, ages
+//! outside 0–100) are counted in the [`ReadReport`].
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use dldl::{MAX_AGE, label::validate_label};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    data::{Sample, read_csv},
+    matfile::{self, MatValue},
+};
+
+/// σ given to real-age sets when the configuration names none.
+pub const DEFAULT_REAL_AGE_SIGMA: f32 = 3.0;
+
+/// How images reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaceMode {
+    /// Find the face with the detector and cut the aligned chip the demo cuts.
+    #[default]
+    Align,
+    /// The images are face crops already: take the centre square, resized.
+    AsIs,
+}
+
+/// Which APPA-REAL label to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppaLabel {
+    /// Mean and std of the human guesses.
+    #[default]
+    Apparent,
+    /// The real age, with the configured σ.
+    Real,
+}
+
+/// One data set as a configuration names it. Relative paths are relative to the configuration
+/// file (or the working directory on the command line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "kebab-case")]
+pub enum DatasetSpec {
+    /// `path,mean[,std]` rows, paths relative to the CSV (the synthetic set's format).
+    Csv(CsvSpec),
+    /// APPA-REAL: `gt_avg_<split>.csv` and the `<split>/` image folder under `root`.
+    AppaReal(AppaRealSpec),
+    /// ChaLearn LAP 2015 apparent age: `image;mean;std` rows.
+    #[serde(rename = "chalearn-2015")]
+    Chalearn2015(ChalearnSpec),
+    /// ChaLearn LAP 2016 apparent age: `image,mean,std` rows.
+    #[serde(rename = "chalearn-2016")]
+    Chalearn2016(ChalearnSpec),
+    /// UTKFace: a folder of `[age]_[gender]_[race]_[date&time].jpg` files.
+    Utkface(FolderSpec),
+    /// MORPH II: a metadata CSV with an `age` column and an image path column.
+    Morph(MorphSpec),
+    /// FG-NET: a folder of `001A02.JPG` files (subject 001, age 2).
+    Fgnet(FolderSpec),
+    /// IMDB-WIKI: the `imdb.mat` / `wiki.mat` metadata and the image folder.
+    ImdbWiki(ImdbWikiSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSpec {
+    pub path: PathBuf,
+    /// σ for rows without one.
+    pub sigma: Option<f32>,
+    /// Default `as-is`: the generic CSV usually lists crops (the synthetic set does).
+    #[serde(default = "as_is")]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+fn as_is() -> FaceMode {
+    FaceMode::AsIs
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppaRealSpec {
+    pub root: PathBuf,
+    /// `train`, `valid` or `test`.
+    pub split: String,
+    #[serde(default)]
+    pub label: AppaLabel,
+    /// Use the set's own `*_face.jpg` crops instead of the whole images.
+    #[serde(default)]
+    pub crops: bool,
+    pub sigma: Option<f32>,
+    #[serde(default)]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChalearnSpec {
+    pub csv: PathBuf,
+    /// The image folder; default: the CSV's folder.
+    pub images: Option<PathBuf>,
+    #[serde(default)]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSpec {
+    pub dir: PathBuf,
+    pub sigma: Option<f32>,
+    #[serde(default)]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MorphSpec {
+    pub csv: PathBuf,
+    /// The folder the path column is relative to; default: the CSV's folder.
+    pub images: Option<PathBuf>,
+    #[serde(default = "morph_path_column")]
+    pub path_column: String,
+    #[serde(default = "morph_age_column")]
+    pub age_column: String,
+    pub sigma: Option<f32>,
+    #[serde(default)]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+fn morph_path_column() -> String {
+    "photo".to_string()
+}
+
+fn morph_age_column() -> String {
+    "age".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImdbWikiSpec {
+    pub mat: PathBuf,
+    /// The folder `full_path` is relative to; default: the `.mat`'s folder.
+    pub images: Option<PathBuf>,
+    /// Keep faces the authors' detector scored at least this (−∞ means no face).
+    #[serde(default = "min_face_score")]
+    pub min_face_score: f64,
+    /// Keep images with a second face only when it scored below this; by default any second
+    /// face leaves the image out.
+    pub max_second_face_score: Option<f64>,
+    pub sigma: Option<f32>,
+    #[serde(default)]
+    pub faces: FaceMode,
+    pub limit: Option<usize>,
+}
+
+fn min_face_score() -> f64 {
+    1.0
+}
+
+/// What reading a set found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReadReport {
+    pub name: String,
+    pub rows: usize,
+    pub kept: usize,
+    /// Rows left out on purpose, by reason.
+    pub left_out: BTreeMap<String, usize>,
+}
+
+impl ReadReport {
+    fn leave_out(&mut self, reason: &str) {
+        *self.left_out.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+/// A set's samples with how they are to be preprocessed.
+#[derive(Debug, Clone)]
+pub struct ReadSet {
+    pub samples: Vec<Sample>,
+    pub faces: FaceMode,
+    pub report: ReadReport,
+}
+
+impl DatasetSpec {
+    /// The set's kind and main path, for messages and model cards.
+    pub fn name(&self) -> String {
+        let (kind, path) = match self {
+            DatasetSpec::Csv(s) => ("csv", &s.path),
+            DatasetSpec::AppaReal(s) => ("appa-real", &s.root),
+            DatasetSpec::Chalearn2015(s) => ("chalearn-2015", &s.csv),
+            DatasetSpec::Chalearn2016(s) => ("chalearn-2016", &s.csv),
+            DatasetSpec::Utkface(s) => ("utkface", &s.dir),
+            DatasetSpec::Morph(s) => ("morph", &s.csv),
+            DatasetSpec::Fgnet(s) => ("fgnet", &s.dir),
+            DatasetSpec::ImdbWiki(s) => ("imdb-wiki", &s.mat),
+        };
+        format!("{kind} {}", path.display())
+    }
+
+    pub fn faces(&self) -> FaceMode {
+        match self {
+            DatasetSpec::Csv(s) => s.faces,
+            DatasetSpec::AppaReal(s) => s.faces,
+            DatasetSpec::Chalearn2015(s) | DatasetSpec::Chalearn2016(s) => s.faces,
+            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => s.faces,
+            DatasetSpec::Morph(s) => s.faces,
+            DatasetSpec::ImdbWiki(s) => s.faces,
+        }
+    }
+
+    fn limit(&self) -> Option<usize> {
+        match self {
+            DatasetSpec::Csv(s) => s.limit,
+            DatasetSpec::AppaReal(s) => s.limit,
+            DatasetSpec::Chalearn2015(s) | DatasetSpec::Chalearn2016(s) => s.limit,
+            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => s.limit,
+            DatasetSpec::Morph(s) => s.limit,
+            DatasetSpec::ImdbWiki(s) => s.limit,
+        }
+    }
+
+    /// Makes every relative path relative to `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match self {
+            DatasetSpec::Csv(s) => fix(&mut s.path),
+            DatasetSpec::AppaReal(s) => fix(&mut s.root),
+            DatasetSpec::Chalearn2015(s) | DatasetSpec::Chalearn2016(s) => {
+                fix(&mut s.csv);
+                s.images.as_mut().map(fix);
+            }
+            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => fix(&mut s.dir),
+            DatasetSpec::Morph(s) => {
+                fix(&mut s.csv);
+                s.images.as_mut().map(fix);
+            }
+            DatasetSpec::ImdbWiki(s) => {
+                fix(&mut s.mat);
+                s.images.as_mut().map(fix);
+            }
+        }
+    }
+
+    /// Reads the set's labels (not its images).
+    pub fn read(&self) -> Result<ReadSet> {
+        let mut report = ReadReport {
+            name: self.name(),
+            ..ReadReport::default()
+        };
+        let sigma = |s: Option<f32>| -> Result<f32> {
+            let sigma = s.unwrap_or(DEFAULT_REAL_AGE_SIGMA);
+            validate_label(30.0, sigma).context("the configured sigma")?;
+            Ok(sigma)
+        };
+        let mut samples = match self {
+            DatasetSpec::Csv(s) => {
+                let samples = read_csv(&s.path, sigma(s.sigma)?)?;
+                report.rows = samples.len();
+                samples
+            }
+            DatasetSpec::AppaReal(s) => read_appa_real(s, sigma(s.sigma)?, &mut report)?,
+            DatasetSpec::Chalearn2015(s) => read_chalearn(s, ';', &mut report)?,
+            DatasetSpec::Chalearn2016(s) => read_chalearn(s, ',', &mut report)?,
+            DatasetSpec::Utkface(s) => read_folder(s, utkface_age, sigma(s.sigma)?, &mut report)?,
+            DatasetSpec::Fgnet(s) => read_folder(s, fgnet_age, sigma(s.sigma)?, &mut report)?,
+            DatasetSpec::Morph(s) => read_morph(s, sigma(s.sigma)?, &mut report)?,
+            DatasetSpec::ImdbWiki(s) => read_imdb_wiki(s, sigma(s.sigma)?, &mut report)?,
+        };
+        if let Some(limit) = self.limit() {
+            samples.truncate(limit);
+        }
+        report.kept = samples.len();
+        if samples.is_empty() {
+            bail!("{} holds no usable samples", self.name());
+        }
+        Ok(ReadSet {
+            samples,
+            faces: self.faces(),
+            report,
+        })
+    }
+}
+
+/// Splits one CSV line on `delimiter`, honouring double quotes.
+fn split_line(line: &str, delimiter: char) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                fields.last_mut().expect("one field").push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == delimiter && !quoted => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+/// The lines of a text file with their 1-based numbers, blank lines left out.
+fn lines(path: &Path) -> Result<Vec<(usize, String)>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect())
+}
+
+fn number(path: &Path, line: usize, what: &str, text: &str) -> Result<f32> {
+    text.parse::<f32>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .with_context(|| {
+            format!(
+                "{}:{line}: the {what} `{text}` is not a number",
+                path.display()
+            )
+        })
+}
+
+fn label(path: &Path, line: usize, mu: f32, sigma: f32) -> Result<()> {
+    validate_label(mu, sigma).with_context(|| format!("{}:{line}: bad label", path.display()))?;
+    Ok(())
+}
+
+fn read_appa_real(spec: &AppaRealSpec, sigma: f32, report: &mut ReadReport) -> Result<Vec<Sample>> {
+    if !["train", "valid", "test"].contains(&spec.split.as_str()) {
+        bail!(
+            "APPA-REAL split `{}`: choose train, valid or test",
+            spec.split
+        );
+    }
+    let csv = spec.root.join(format!("gt_avg_{}.csv", spec.split));
+    let rows = lines(&csv)?;
+    let Some(((_, header), rows)) = rows.split_first() else {
+        bail!("{} is empty", csv.display());
+    };
+    let columns = split_line(header, ',');
+    let column = |name: &str| {
+        columns.iter().position(|c| c == name).with_context(|| {
+            format!(
+                "{}:1: no `{name}` column (APPA-REAL's header is \
+                 file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age)",
+                csv.display()
+            )
+        })
+    };
+    let (file, avg, std, real) = (
+        column("file_name")?,
+        column("apparent_age_avg")?,
+        column("apparent_age_std")?,
+        column("real_age")?,
+    );
+    let mut samples = Vec::new();
+    for (line, text) in rows {
+        report.rows += 1;
+        let fields = split_line(text, ',');
+        if fields.len() != columns.len() {
+            bail!(
+                "{}:{line}: expected {} fields, found {}",
+                csv.display(),
+                columns.len(),
+                fields.len()
+            );
+        }
+        let (mu, sigma) = match spec.label {
+            AppaLabel::Apparent => (
+                number(&csv, *line, "apparent_age_avg", &fields[avg])?,
+                number(&csv, *line, "apparent_age_std", &fields[std])?,
+            ),
+            AppaLabel::Real => (number(&csv, *line, "real_age", &fields[real])?, sigma),
+        };
+        label(&csv, *line, mu, sigma)?;
+        let mut name = fields[file].clone();
+        if name.is_empty() {
+            bail!("{}:{line}: the file name is empty", csv.display());
+        }
+        if spec.crops {
+            name.push_str("_face.jpg");
+        }
+        samples.push(Sample {
+            path: spec.root.join(&spec.split).join(name),
+            mu,
+            sigma,
+        });
+    }
+    Ok(samples)
+}
+
+fn read_chalearn(
+    spec: &ChalearnSpec,
+    delimiter: char,
+    report: &mut ReadReport,
+) -> Result<Vec<Sample>> {
+    let csv = &spec.csv;
+    let images = spec
+        .images
+        .clone()
+        .unwrap_or_else(|| csv.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let mut samples = Vec::new();
+    for (index, (line, text)) in lines(csv)?.iter().enumerate() {
+        let fields = split_line(text, delimiter);
+        // A header names its columns; a data row's second field is a number.
+        if index == 0 && fields.get(1).is_some_and(|f| f.parse::<f32>().is_err()) {
+            continue;
+        }
+        report.rows += 1;
+        if fields.len() != 3 {
+            let other = if delimiter == ';' { ',' } else { ';' };
+            let hint = if text.contains(other) {
+                format!(
+                    " (separated by `{other}`: is this the other year's format? 2015 uses `;`, \
+                     2016 `,`)"
+                )
+            } else {
+                String::new()
+            };
+            bail!(
+                "{}:{line}: expected `image{delimiter}mean{delimiter}std`, found {} fields{hint}",
+                csv.display(),
+                fields.len()
+            );
+        }
+        let mu = number(csv, *line, "mean", &fields[1])?;
+        let sigma = number(csv, *line, "std", &fields[2])?;
+        label(csv, *line, mu, sigma)?;
+        samples.push(Sample {
+            path: images.join(&fields[0]),
+            mu,
+            sigma,
+        });
+    }
+    Ok(samples)
+}
+
+/// UTKFace: the age is the first `_`-separated field of the file name.
+fn utkface_age(name: &str) -> Option<f32> {
+    let age: u32 = name.split('_').next()?.parse().ok()?;
+    Some(age as f32)
+}
+
+/// FG-NET: `SSSAaa[x].JPG`, subject `SSS`, age `aa`, an optional letter for several photos at
+/// one age.
+fn fgnet_age(name: &str) -> Option<f32> {
+    let stem = name.split('.').next()?;
+    let (subject, rest) = stem.split_at_checked(3)?;
+    let rest = rest.strip_prefix(['A', 'a'])?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let suffix = &rest[digits.len()..];
+    (subject.chars().all(|c| c.is_ascii_digit())
+        && (1..=2).contains(&digits.len())
+        && suffix.chars().all(|c| c.is_ascii_alphabetic())
+        && suffix.len() <= 1)
+        .then(|| digits.parse::<u32>().ok())
+        .flatten()
+        .map(|a| a as f32)
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn read_folder(
+    spec: &FolderSpec,
+    age_of: fn(&str) -> Option<f32>,
+    sigma: f32,
+    report: &mut ReadReport,
+) -> Result<Vec<Sample>> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(&spec.dir)
+        .with_context(|| format!("cannot read the folder {}", spec.dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    paths.sort();
+    let mut samples = Vec::new();
+    for path in paths {
+        report.rows += 1;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        match age_of(name) {
+            None => report.leave_out("file name does not follow the set's pattern"),
+            Some(age) if age > MAX_AGE as f32 => report.leave_out("age above 100"),
+            Some(mu) => samples.push(Sample { path, mu, sigma }),
+        }
+    }
+    Ok(samples)
+}
+
+fn read_morph(spec: &MorphSpec, sigma: f32, report: &mut ReadReport) -> Result<Vec<Sample>> {
+    let csv = &spec.csv;
+    let images = spec
+        .images
+        .clone()
+        .unwrap_or_else(|| csv.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let rows = lines(csv)?;
+    let Some(((_, header), rows)) = rows.split_first() else {
+        bail!("{} is empty", csv.display());
+    };
+    let columns = split_line(header, ',');
+    let column = |name: &str| {
+        columns.iter().position(|c| c == name).with_context(|| {
+            format!(
+                "{}:1: no `{name}` column (found {}); name the columns with path_column / \
+                 age_column",
+                csv.display(),
+                columns.join(", ")
+            )
+        })
+    };
+    let (path_at, age_at) = (column(&spec.path_column)?, column(&spec.age_column)?);
+    let mut samples = Vec::new();
+    for (line, text) in rows {
+        report.rows += 1;
+        let fields = split_line(text, ',');
+        if fields.len() != columns.len() {
+            bail!(
+                "{}:{line}: expected {} fields, found {}",
+                csv.display(),
+                columns.len(),
+                fields.len()
+            );
+        }
+        let mu = number(csv, *line, "age", &fields[age_at])?;
+        if mu > MAX_AGE as f32 {
+            report.leave_out("age above 100");
+            continue;
+        }
+        label(csv, *line, mu, sigma)?;
+        samples.push(Sample {
+            path: images.join(&fields[path_at]),
+            mu,
+            sigma,
+        });
+    }
+    Ok(samples)
+}
+
+/// Days from MATLAB's day 1 (1 January of year 0) to the civil date.
+fn datenum_to_date(datenum: f64) -> (i64, u32, u32) {
+    // MATLAB's datenum 719529 is 1970-01-01.
+    let days = datenum.floor() as i64 - 719_529;
+    // Howard Hinnant's days-from-civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Age in completed years on 1 July of `photo_taken` (the authors take photos as mid-year).
+fn imdb_age(dob: f64, photo_taken: f64) -> Option<f32> {
+    if !dob.is_finite() || !photo_taken.is_finite() || dob < 1.0 {
+        return None;
+    }
+    let (year, month, day) = datenum_to_date(dob);
+    let taken = photo_taken as i64;
+    let mut age = taken - year;
+    if (month, day) > (7, 1) {
+        age -= 1;
+    }
+    Some(age as f32)
+}
+
+fn read_imdb_wiki(spec: &ImdbWikiSpec, sigma: f32, report: &mut ReadReport) -> Result<Vec<Sample>> {
+    let mat = &spec.mat;
+    let bytes = fs::read(mat).with_context(|| format!("cannot read {}", mat.display()))?;
+    let file = matfile::parse(&bytes).with_context(|| format!("cannot read {}", mat.display()))?;
+    let wrong = |what: String| {
+        anyhow::anyhow!(
+            "{} is not IMDB-WIKI metadata: {what} (expected one 1×1 struct `imdb` or `wiki` \
+             with 1×N fields dob, photo_taken, full_path, face_score, second_face_score)",
+            mat.display()
+        )
+    };
+    let (name, value) = file
+        .iter()
+        .find(|(k, _)| *k == "imdb" || *k == "wiki")
+        .or_else(|| (file.len() == 1).then(|| file.iter().next()).flatten())
+        .ok_or_else(|| {
+            wrong(format!(
+                "it holds {}",
+                file.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let MatValue::Struct { dims, fields } = value else {
+        return Err(wrong(format!("`{name}` is a {}", value.describe())));
+    };
+    if dims.iter().product::<usize>() != 1 {
+        return Err(wrong(format!("`{name}` is a {}", value.describe())));
+    }
+    let field = |key: &str| -> Result<&MatValue> {
+        fields
+            .get(key)
+            .and_then(|v| v.first())
+            .ok_or_else(|| wrong(format!("`{name}` has no field `{key}`")))
+    };
+    let numbers = |key: &str| -> Result<&[f64]> {
+        match field(key)? {
+            MatValue::Numeric { data, .. } => Ok(data),
+            other => Err(wrong(format!("`{name}.{key}` is a {}", other.describe()))),
+        }
+    };
+    let dob = numbers("dob")?;
+    let taken = numbers("photo_taken")?;
+    let score = numbers("face_score")?;
+    let second = numbers("second_face_score")?;
+    let MatValue::Cell { items: paths, .. } = field("full_path")? else {
+        return Err(wrong(format!(
+            "`{name}.full_path` is a {}, not a cell array of strings",
+            field("full_path")?.describe()
+        )));
+    };
+    let n = paths.len();
+    for (key, len) in [
+        ("dob", dob.len()),
+        ("photo_taken", taken.len()),
+        ("face_score", score.len()),
+        ("second_face_score", second.len()),
+    ] {
+        if len != n {
+            return Err(wrong(format!(
+                "`{name}.{key}` has {len} entries, `full_path` {n}"
+            )));
+        }
+    }
+    let images = spec
+        .images
+        .clone()
+        .unwrap_or_else(|| mat.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let mut samples = Vec::new();
+    for i in 0..n {
+        report.rows += 1;
+        let Some(path) = paths[i].as_string().filter(|p| !p.is_empty()) else {
+            return Err(wrong(format!(
+                "`{name}.full_path{{{}}}` is not a string",
+                i + 1
+            )));
+        };
+        if !(score[i].is_finite() && score[i] >= spec.min_face_score) {
+            report.leave_out("no face, or face score below min_face_score");
+            continue;
+        }
+        let second_ok = match spec.max_second_face_score {
+            None => second[i].is_nan(),
+            Some(max) => second[i].is_nan() || second[i] < max,
+        };
+        if !second_ok {
+            report.leave_out("a second face");
+            continue;
+        }
+        match imdb_age(dob[i], taken[i]) {
+            Some(age) if (0.0..=MAX_AGE as f32).contains(&age) => samples.push(Sample {
+                path: images.join(path),
+                mu: age,
+                sigma,
+            }),
+            _ => report.leave_out("date of birth or photo year gives no age in 0–100"),
+        }
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matfile::write::*;
+
+    fn spec(toml_text: &str) -> DatasetSpec {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn read(spec: &DatasetSpec) -> ReadSet {
+        spec.read().unwrap()
+    }
+
+    fn error(spec: &DatasetSpec) -> String {
+        format!("{:#}", spec.read().unwrap_err())
+    }
+
+    fn toml_path(p: &Path) -> String {
+        p.display().to_string().replace('\\', "/")
+    }
+
+    #[test]
+    fn appa_real_apparent_real_and_crops() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("gt_avg_valid.csv"),
+            "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n\
+             005613.jpg,38,21.342105,4.092350,24\n\
+             005614.jpg,36,65.0,5.5,71\n",
+        )
+        .unwrap();
+        let root = toml_path(dir.path());
+        let apparent = read(&spec(&format!(
+            "format = 'appa-real'\nroot = '{root}'\nsplit = 'valid'"
+        )));
+        assert_eq!(apparent.samples.len(), 2);
+        assert_eq!(
+            apparent.samples[0].path,
+            dir.path().join("valid/005613.jpg")
+        );
+        assert_eq!(
+            (apparent.samples[0].mu, apparent.samples[0].sigma),
+            (21.342105, 4.09235)
+        );
+        assert_eq!(apparent.faces, FaceMode::Align);
+        let real = read(&spec(&format!(
+            "format = 'appa-real'\nroot = '{root}'\nsplit = 'valid'\nlabel = 'real'\n\
+             sigma = 2.5\ncrops = true"
+        )));
+        assert_eq!((real.samples[1].mu, real.samples[1].sigma), (71.0, 2.5));
+        assert_eq!(
+            real.samples[1].path,
+            dir.path().join("valid/005614.jpg_face.jpg")
+        );
+        fs::write(
+            dir.path().join("gt_avg_train.csv"),
+            "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n\
+             000000.jpg,36,5.0,1.5,4\n000001.jpg,36,x,1.5,4\n",
+        )
+        .unwrap();
+        let message = error(&spec(&format!(
+            "format = 'appa-real'\nroot = '{root}'\nsplit = 'train'"
+        )));
+        assert!(
+            message.contains("gt_avg_train.csv:3") && message.contains("`x`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn chalearn_2015_and_2016() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv2015 = dir.path().join("Train.csv");
+        fs::write(&csv2015, "image_1.jpg;25.375;4.8714\nimage_2.jpg;61;9.1\n").unwrap();
+        let set = read(&spec(&format!(
+            "format = 'chalearn-2015'\ncsv = '{}'\nimages = 'imgs'",
+            toml_path(&csv2015)
+        )));
+        assert_eq!(set.samples.len(), 2);
+        assert_eq!(set.samples[0].path, PathBuf::from("imgs/image_1.jpg"));
+        assert_eq!((set.samples[0].mu, set.samples[0].sigma), (25.375, 4.8714));
+        let csv2016 = dir.path().join("train_gt.csv");
+        fs::write(&csv2016, "image,mean,stdv\n000001.jpg,30.1,4\n").unwrap();
+        let set = read(&spec(&format!(
+            "format = 'chalearn-2016'\ncsv = '{}'",
+            toml_path(&csv2016)
+        )));
+        assert_eq!(set.samples[0].path, dir.path().join("000001.jpg"));
+        // The other year's separator is named in the error.
+        let message = error(&spec(&format!(
+            "format = 'chalearn-2016'\ncsv = '{}'",
+            toml_path(&csv2015)
+        )));
+        assert!(
+            message.contains("Train.csv:1") && message.contains("2015 uses"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn utkface_and_fgnet_file_names() {
+        assert_eq!(
+            utkface_age("26_1_0_20170116174525125.jpg.chip.jpg"),
+            Some(26.0)
+        );
+        assert_eq!(
+            utkface_age("39_1_20170116174525125.jpg.chip.jpg"),
+            Some(39.0)
+        );
+        assert_eq!(utkface_age("x_1_0.jpg"), None);
+        assert_eq!(fgnet_age("001A02.JPG"), Some(2.0));
+        assert_eq!(fgnet_age("010A07a.JPG"), Some(7.0));
+        assert_eq!(fgnet_age("069A43.jpg"), Some(43.0));
+        assert_eq!(fgnet_age("readme.JPG"), None);
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "26_1_0_20170116174525125.jpg.chip.jpg",
+            "116_1_0_20170120134921760.jpg.chip.jpg",
+            "holiday.jpg",
+            "notes.txt",
+        ] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let set = read(&spec(&format!(
+            "format = 'utkface'\ndir = '{}'\nsigma = 4",
+            toml_path(dir.path())
+        )));
+        assert_eq!(set.samples.len(), 1);
+        assert_eq!((set.samples[0].mu, set.samples[0].sigma), (26.0, 4.0));
+        assert_eq!(set.report.rows, 3);
+        assert_eq!(set.report.left_out["age above 100"], 1);
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["001A02.JPG", "001A43a.JPG", "002A16.JPG"] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let set = read(&spec(&format!(
+            "format = 'fgnet'\ndir = '{}'",
+            toml_path(dir.path())
+        )));
+        let ages: Vec<f32> = set.samples.iter().map(|s| s.mu).collect();
+        assert_eq!(ages, vec![2.0, 43.0, 16.0]);
+        assert_eq!(set.samples[0].sigma, DEFAULT_REAL_AGE_SIGMA);
+    }
+
+    #[test]
+    fn morph_metadata_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("morph_2008_nonCommercial.csv");
+        fs::write(
+            &csv,
+            "id_num,picture_num,dob,doa,race,gender,facial_hair,age,age_diff,glasses,photo\n\
+             3287,0,\"1/1/1957\",\"6/10/2003\",B,M,0,46,0,0,Album2/003287_00M46.JPG\n\
+             3288,1,\"1/1/1990\",\"6/10/2003\",W,F,0,13,0,0,Album2/003288_01F13.JPG\n",
+        )
+        .unwrap();
+        let set = read(&spec(&format!(
+            "format = 'morph'\ncsv = '{}'\nsigma = 2",
+            toml_path(&csv)
+        )));
+        assert_eq!(set.samples.len(), 2);
+        assert_eq!(
+            set.samples[0].path,
+            dir.path().join("Album2/003287_00M46.JPG")
+        );
+        assert_eq!((set.samples[1].mu, set.samples[1].sigma), (13.0, 2.0));
+        let message = error(&spec(&format!(
+            "format = 'morph'\ncsv = '{}'\nage_column = 'years'",
+            toml_path(&csv)
+        )));
+        assert!(message.contains("no `years` column"), "{message}");
+    }
+
+    fn imdb(
+        dob: Vec<f64>,
+        taken: Vec<f64>,
+        paths: &[&str],
+        score: Vec<f64>,
+        second: Vec<f64>,
+    ) -> MatValue {
+        scalar_struct(vec![
+            ("dob", row(dob)),
+            ("photo_taken", row(taken)),
+            (
+                "full_path",
+                cell_row(paths.iter().map(|p| string(p)).collect()),
+            ),
+            ("gender", row(vec![1.0; paths.len()])),
+            (
+                "name",
+                cell_row(paths.iter().map(|_| string("A Person")).collect()),
+            ),
+            ("face_score", row(score)),
+            ("second_face_score", row(second)),
+        ])
+    }
+
+    #[test]
+    fn imdb_wiki_mat_with_the_authors_filters() {
+        // 1 January 1970 and 15 December 1980 as MATLAB datenums.
+        assert_eq!(datenum_to_date(719_529.0), (1970, 1, 1));
+        assert_eq!(datenum_to_date(723_530.0), (1980, 12, 15));
+        assert_eq!(datenum_to_date(1.0), (0, 1, 1));
+        let dir = tempfile::tempdir().unwrap();
+        let value = imdb(
+            vec![719_529.0, 723_530.0, 719_529.0, 719_529.0, 719_529.0],
+            vec![2000.0, 2010.0, 2000.0, 2000.0, 1960.0],
+            &["01/a.jpg", "02/b.jpg", "03/c.jpg", "04/d.jpg", "05/e.jpg"],
+            vec![4.5, 2.0, f64::NEG_INFINITY, 3.0, 3.0],
+            vec![f64::NAN, f64::NAN, f64::NAN, 1.5, f64::NAN],
+        );
+        for compress in [true, false] {
+            let mat = dir.path().join("imdb.mat");
+            fs::write(&mat, mat_file(&[("imdb", value.clone())], compress)).unwrap();
+            let set = read(&spec(&format!(
+                "format = 'imdb-wiki'\nmat = '{}'\nsigma = 5",
+                toml_path(&mat)
+            )));
+            let got: Vec<(PathBuf, f32)> =
+                set.samples.iter().map(|s| (s.path.clone(), s.mu)).collect();
+            // Born 1 Jan 1970, photo mid-2000: 30. Born 15 Dec 1980, photo mid-2010: 29.
+            assert_eq!(
+                got,
+                vec![
+                    (dir.path().join("01/a.jpg"), 30.0),
+                    (dir.path().join("02/b.jpg"), 29.0)
+                ]
+            );
+            assert_eq!(set.report.rows, 5);
+            assert_eq!(set.report.left_out.values().sum::<usize>(), 3);
+            // A second face scored 1.5 is kept when only second faces ≥ 2 are refused.
+            let set = read(&spec(&format!(
+                "format = 'imdb-wiki'\nmat = '{}'\nmax_second_face_score = 2.0",
+                toml_path(&mat)
+            )));
+            assert_eq!(set.samples.len(), 3);
+        }
+    }
+
+    #[test]
+    fn imdb_wiki_mat_of_the_wrong_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let mat = dir.path().join("wiki.mat");
+        let spec = spec(&format!(
+            "format = 'imdb-wiki'\nmat = '{}'",
+            toml_path(&mat)
+        ));
+        let mut short = imdb(
+            vec![719_529.0],
+            vec![2000.0, 2001.0],
+            &["a.jpg", "b.jpg"],
+            vec![2.0, 2.0],
+            vec![f64::NAN, f64::NAN],
+        );
+        fs::write(&mat, mat_file(&[("wiki", short.clone())], true)).unwrap();
+        let message = error(&spec);
+        assert!(
+            message.contains("`wiki.dob` has 1 entries, `full_path` 2"),
+            "{message}"
+        );
+        if let MatValue::Struct { fields, .. } = &mut short {
+            fields.remove("face_score");
+        }
+        fs::write(&mat, mat_file(&[("wiki", short)], true)).unwrap();
+        let message = error(&spec);
+        assert!(message.contains("no field `face_score`"), "{message}");
+        fs::write(&mat, mat_file(&[("wiki", row(vec![1.0, 2.0]))], false)).unwrap();
+        let message = error(&spec);
+        assert!(
+            message.contains("`wiki` is a 1×2 numeric array"),
+            "{message}"
+        );
+        fs::write(&mat, b"not a mat file").unwrap();
+        let message = error(&spec);
+        assert!(
+            message.contains("not a MATLAB level-5 MAT-file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_formats_are_refused() {
+        let message = toml::from_str::<DatasetSpec>("format = 'csv'\npath = 'a.csv'\nsigmaa = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("sigmaa"), "{message}");
+        let message = toml::from_str::<DatasetSpec>("format = 'adience'\npath = 'a.csv'")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("adience"), "{message}");
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_separators() {
+        assert_eq!(
+            split_line("a,\"b,c\",\"d\"\"e\"", ','),
+            vec!["a", "b,c", "d\"e"]
+        );
+    }
+}

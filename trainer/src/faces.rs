@@ -1,0 +1,295 @@
+//! Preprocessing once: every image becomes the network's input chip, cut by the same face
+//! pipeline the demo runs (BlazeFace → eyes → dlib-style aligned chip), and is kept in an on-disk
+//! cache keyed by the file (path, size, modification time) and the settings. A second run over the
+//! same files reads the cache and detects nothing.
+//!
+//! Images with no face are skipped and counted; images with several faces follow the configured
+//! [`MultipleFaces`] policy. Unreadable images stop the run naming the first of them, unless
+//! skipping them is asked for.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::UNIX_EPOCH,
+};
+
+use anyhow::{Context, Result, bail};
+use dldl::{blazeface::BlazeFace, burn::tensor::Device, face};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    atomic,
+    data::{Sample, decode_image, square_resize},
+    datasets::FaceMode,
+};
+
+/// Bumped whenever the chips this module writes would change for the same settings.
+const PIPELINE_VERSION: u32 = 1;
+
+/// What to do with an image in which the detector finds several faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultipleFaces {
+    /// Leave the image out (the label may belong to any of them).
+    #[default]
+    Skip,
+    /// Keep the largest face (portrait sets: the subject is the largest face).
+    Largest,
+}
+
+/// How images are turned into chips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessOptions {
+    pub cache: PathBuf,
+    pub size: usize,
+    pub multiple_faces: MultipleFaces,
+    pub skip_unreadable: bool,
+}
+
+/// What preprocessing found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessReport {
+    pub images: usize,
+    /// Chips (or verdicts) read from the cache.
+    pub cached: usize,
+    /// Images preprocessed in this run.
+    pub processed: usize,
+    pub kept: usize,
+    pub no_face: usize,
+    /// Images with several faces: left out, or their largest face kept, by the policy.
+    pub several_faces: usize,
+    pub unreadable: usize,
+}
+
+impl PreprocessReport {
+    pub fn summary(&self, what: &str, policy: MultipleFaces) -> String {
+        let several = match policy {
+            MultipleFaces::Skip => "left out",
+            MultipleFaces::Largest => "largest kept",
+        };
+        format!(
+            "{what}: {} of {} images kept ({} from the cache, {} preprocessed now); \
+             no face: {}, several faces ({several}): {}, unreadable: {}",
+            self.kept,
+            self.images,
+            self.cached,
+            self.processed,
+            self.no_face,
+            self.several_faces,
+            self.unreadable
+        )
+    }
+}
+
+/// A labelled chip in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chip {
+    pub path: PathBuf,
+    /// The sample's index in the list given to [`preprocess`].
+    pub sample: usize,
+    pub mu: f32,
+    pub sigma: f32,
+}
+
+/// The outcome for one image, as stored in the cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict")]
+enum Verdict {
+    Chip,
+    NoFace,
+    SeveralFaces { faces: usize },
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The cache entry's name for `image` under these settings, or an error if it cannot be read.
+fn cache_key(image: &Path, mode: FaceMode, options: &PreprocessOptions) -> Result<String> {
+    let meta = fs::metadata(image).with_context(|| {
+        format!(
+            "the image {} is missing; restore it, or remove it from the data set",
+            image.display()
+        )
+    })?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let absolute = fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+    let key = format!(
+        "v{PIPELINE_VERSION}|{}|{}|{modified}|{mode:?}|{}|{:?}|{}",
+        absolute.display(),
+        meta.len(),
+        options.size,
+        options.multiple_faces,
+        dldl::align::CHIP_PADDING,
+    );
+    Ok(format!("{:016x}", fnv1a(key.as_bytes())))
+}
+
+/// Cuts the chip for one image, or says why there is none.
+fn preprocess_one(
+    image_path: &Path,
+    mode: FaceMode,
+    size: usize,
+    policy: MultipleFaces,
+    detector: Option<&BlazeFace>,
+    device: &Device,
+) -> Result<(Verdict, Option<image::RgbImage>)> {
+    let image = decode_image(image_path)?;
+    match mode {
+        FaceMode::AsIs => Ok((Verdict::Chip, Some(square_resize(&image, size as u32)?))),
+        FaceMode::Align => {
+            let rgb = image.to_rgb8();
+            let detector = detector.context("aligning faces needs the face detector")?;
+            let mut faces = detector
+                .detect(&rgb, device)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", image_path.display()))?;
+            if faces.is_empty() {
+                return Ok((Verdict::NoFace, None));
+            }
+            if faces.len() > 1 && policy == MultipleFaces::Skip {
+                return Ok((Verdict::SeveralFaces { faces: faces.len() }, None));
+            }
+            let area = |f: &dldl::blazeface::FaceDetection| {
+                (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])
+            };
+            faces.sort_by(|a, b| area(b).total_cmp(&area(a)));
+            let verdict = if faces.len() > 1 {
+                Verdict::SeveralFaces { faces: faces.len() }
+            } else {
+                Verdict::Chip
+            };
+            Ok((verdict, Some(face::chip(&rgb, &faces[0], size))))
+        }
+    }
+}
+
+/// Preprocesses `samples` (all in one [`FaceMode`]) into chips, in parallel, through the cache.
+pub fn preprocess(
+    samples: &[Sample],
+    mode: FaceMode,
+    options: &PreprocessOptions,
+    detector: Option<&BlazeFace>,
+    progress: &ProgressBar,
+) -> Result<(Vec<Chip>, PreprocessReport)> {
+    if mode == FaceMode::Align && detector.is_none() {
+        bail!("aligning faces needs the face detector");
+    }
+    fs::create_dir_all(&options.cache)
+        .with_context(|| format!("cannot create the cache {}", options.cache.display()))?;
+    progress.set_length(samples.len() as u64);
+    let next = AtomicUsize::new(0);
+    let cached = AtomicUsize::new(0);
+    let results = Mutex::new((0..samples.len()).map(|_| None).collect::<Vec<_>>());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let device = Device::flex();
+                let detector = detector.cloned();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sample) = samples.get(i) else { break };
+                    let outcome = (|| -> Result<(Verdict, PathBuf)> {
+                        let key = cache_key(&sample.path, mode, options)?;
+                        let chip_path = options.cache.join(format!("{key}.png"));
+                        let verdict_path = options.cache.join(format!("{key}.json"));
+                        if let Ok(text) = fs::read(&verdict_path) {
+                            if let Ok(verdict) = serde_json::from_slice::<Verdict>(&text) {
+                                if verdict == Verdict::NoFace
+                                    || matches!(verdict, Verdict::SeveralFaces { .. })
+                                        && options.multiple_faces == MultipleFaces::Skip
+                                    || chip_path.exists()
+                                {
+                                    cached.fetch_add(1, Ordering::Relaxed);
+                                    return Ok((verdict, chip_path));
+                                }
+                            }
+                        }
+                        let (verdict, chip) = preprocess_one(
+                            &sample.path,
+                            mode,
+                            options.size,
+                            options.multiple_faces,
+                            detector.as_ref(),
+                            &device,
+                        )?;
+                        if let Some(chip) = chip {
+                            atomic::write_with(&chip_path, |tmp| {
+                                chip.save_with_format(tmp, image::ImageFormat::Png)
+                                    .with_context(|| format!("cannot write {}", tmp.display()))
+                            })?;
+                        }
+                        atomic::write(&verdict_path, &serde_json::to_vec(&verdict)?)?;
+                        Ok((verdict, chip_path))
+                    })();
+                    results.lock().expect("no worker panicked")[i] = Some(outcome);
+                    progress.inc(1);
+                }
+            });
+        }
+    });
+    let results: Vec<Result<(Verdict, PathBuf)>> = results
+        .into_inner()
+        .expect("no worker panicked")
+        .into_iter()
+        .map(|r| r.expect("every sample was processed"))
+        .collect();
+    let mut report = PreprocessReport {
+        images: samples.len(),
+        cached: cached.load(Ordering::Relaxed),
+        ..PreprocessReport::default()
+    };
+    report.processed = report.images - report.cached;
+    let mut chips = Vec::new();
+    let mut first_error = None;
+    for (index, (sample, result)) in samples.iter().zip(results).enumerate() {
+        match result {
+            Err(error) => {
+                report.unreadable += 1;
+                report.processed -= 1;
+                first_error.get_or_insert(error);
+            }
+            Ok((verdict, path)) => {
+                let keep = match verdict {
+                    Verdict::Chip => true,
+                    Verdict::NoFace => {
+                        report.no_face += 1;
+                        false
+                    }
+                    Verdict::SeveralFaces { .. } => {
+                        report.several_faces += 1;
+                        options.multiple_faces == MultipleFaces::Largest
+                    }
+                };
+                if keep {
+                    chips.push(Chip {
+                        path,
+                        sample: index,
+                        mu: sample.mu,
+                        sigma: sample.sigma,
+                    });
+                }
+            }
+        }
+    }
+    report.kept = chips.len();
+    if let Some(error) = first_error.filter(|_| !options.skip_unreadable) {
+        return Err(error.context(format!(
+            "{} of {} images could not be read; fix or remove them, or set \
+             skip_unreadable (--skip-unreadable) to leave them out",
+            report.unreadable, report.images
+        )));
+    }
+    Ok((chips, report))
+}
