@@ -212,3 +212,121 @@ pub fn load_exported(models: &Path, device: &Device) -> Result<Vec<(ExportedStre
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE};
+    use dldl::{
+        burn::module::Module,
+        loss::LossKind,
+        model::{AgeNetConfig, Architecture},
+    };
+
+    /// A run folder holding an untrained ThinAgeNet (random weights are as good as trained ones
+    /// for checking storage precision).
+    fn run_folder(dir: &Path, kind: &str) -> PathBuf {
+        let device = Device::flex();
+        device.seed(3);
+        let config = AgeNetConfig::new(Architecture::TinyAgeNet).with_input_size(32);
+        let model = config.init(&device).unwrap();
+        let run = dir.join(format!("run-{kind}"));
+        std::fs::create_dir_all(&run).unwrap();
+        let card = ModelCard::new(
+            config,
+            model.trainable_params(),
+            LossKind::Kl,
+            DataCard {
+                kind: kind.to_string(),
+                train: vec!["csv train.csv".to_string()],
+                train_images: 10,
+                train_mean_age: 30.0,
+                valid: Vec::new(),
+                valid_images: 0,
+            },
+            TrainingCard {
+                epochs: 1,
+                batch_size: 1,
+                optimizer: "Adam".to_string(),
+                learning_rate: 1e-3,
+                lr_step_epochs: 0,
+                lr_gamma: 0.1,
+                augmentation: "none".to_string(),
+                seed: 3,
+                device: "cpu".to_string(),
+                seconds: 0.0,
+            },
+            None,
+        );
+        model.into_record().save(run.join(WEIGHTS_FILE)).unwrap();
+        std::fs::write(run.join(CARD_FILE), serde_json::to_vec(&card).unwrap()).unwrap();
+        run
+    }
+
+    fn options(run: &Path, models: &Path, name: &str, force_f32: bool) -> ExportOptions {
+        ExportOptions {
+            model: run.to_path_buf(),
+            models: models.to_path_buf(),
+            name: name.to_string(),
+            force_f32,
+            allow_synthetic: false,
+            weight: 0.5,
+        }
+    }
+
+    #[test]
+    fn export_then_reload_gives_the_same_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let run = run_folder(dir.path(), "user");
+        let models = dir.path().join("models");
+        let original = card::load_model(&run, &device).unwrap();
+        let probes = probe_images(32, 8);
+        let config = original.card.model.clone();
+        let reference = expected(&original.model, &probes, &config, &device);
+
+        let f32_report = export(&options(&run, &models, "exact", true), &device).unwrap();
+        let half_report = export(&options(&run, &models, "half", false), &device).unwrap();
+        assert_eq!(f32_report.precision, Precision::F32);
+        assert_eq!(half_report.precision, Precision::F16);
+        assert!(half_report.weights_bytes * 10 < f32_report.weights_bytes * 6);
+
+        let loaded = load_exported(&models, &device).unwrap();
+        let names: Vec<&str> = loaded.iter().map(|(c, _)| c.name.as_str()).collect();
+        assert_eq!(names, ["exact", "half"]);
+        assert_eq!(loaded[0].0.weight, 0.5);
+        // f32: bit for bit; f16: within the tolerance.
+        assert_eq!(expected(&loaded[0].1, &probes, &config, &device), reference);
+        let half = expected(&loaded[1].1, &probes, &config, &device);
+        let change = half
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(change < F16_TOLERANCE, "{change}");
+        // Exporting again replaces the stream without listing it twice.
+        export(&options(&run, &models, "half", false), &device).unwrap();
+        assert_eq!(load_exported(&models, &device).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn synthetic_streams_and_bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let run = run_folder(dir.path(), "synthetic");
+        let models = dir.path().join("models");
+        let message = format!(
+            "{:#}",
+            export(&options(&run, &models, "s", false), &device).unwrap_err()
+        );
+        assert!(message.contains("synthetic"), "{message}");
+        let mut allowed = options(&run, &models, "s", false);
+        allowed.allow_synthetic = true;
+        export(&allowed, &device).unwrap();
+        // Damaged weights: one clear error naming the stream.
+        std::fs::write(models.join("streams/s/weights.bpk"), b"garbage").unwrap();
+        let message = format!("{:#}", load_exported(&models, &device).unwrap_err());
+        assert!(message.contains("`s`"), "{message}");
+        assert!(export(&options(&run, &models, "bad name", false), &device).is_err());
+    }
+}

@@ -293,3 +293,102 @@ pub fn preprocess(
     }
     Ok((chips, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_png(path: &Path, shade: u8) {
+        image::RgbImage::from_pixel(20, 12, image::Rgb([shade, 40, 90]))
+            .save(path)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_second_run_reads_everything_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<Sample> = (0..5)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.png"));
+                write_png(&path, i as u8 * 40);
+                Sample {
+                    path,
+                    mu: 10.0 * i as f32,
+                    sigma: 2.0,
+                }
+            })
+            .collect();
+        let options = PreprocessOptions {
+            cache: dir.path().join("cache"),
+            size: 8,
+            multiple_faces: MultipleFaces::Skip,
+            skip_unreadable: false,
+        };
+        let bar = ProgressBar::hidden();
+        let (chips, first) = preprocess(&samples, FaceMode::AsIs, &options, None, &bar).unwrap();
+        assert_eq!((first.processed, first.cached, first.kept), (5, 0, 5));
+        assert_eq!(chips[3].mu, 30.0);
+        assert_eq!(chips[3].sample, 3);
+        let chip = image::open(&chips[3].path).unwrap().to_rgb8();
+        assert_eq!(chip.dimensions(), (8, 8));
+        assert_eq!(chip.get_pixel(4, 4).0, [120, 40, 90]);
+
+        let (again, second) = preprocess(&samples, FaceMode::AsIs, &options, None, &bar).unwrap();
+        assert_eq!((second.processed, second.cached), (0, 5));
+        assert_eq!(again, chips);
+
+        // Another size, or a changed file, is new work.
+        let bigger = PreprocessOptions {
+            size: 16,
+            ..options.clone()
+        };
+        let (_, third) = preprocess(&samples, FaceMode::AsIs, &bigger, None, &bar).unwrap();
+        assert_eq!(third.processed, 5);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        image::RgbImage::from_pixel(30, 30, image::Rgb([1, 2, 3]))
+            .save(&samples[0].path)
+            .unwrap();
+        let (changed, fourth) = preprocess(&samples, FaceMode::AsIs, &options, None, &bar).unwrap();
+        assert_eq!((fourth.processed, fourth.cached), (1, 4));
+        let chip = image::open(&changed[0].path).unwrap().to_rgb8();
+        assert_eq!(chip.get_pixel(0, 0).0, [1, 2, 3]);
+    }
+
+    #[test]
+    fn missing_and_corrupt_images_are_named_or_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.png");
+        write_png(&good, 10);
+        let corrupt = dir.path().join("corrupt.jpg");
+        fs::write(&corrupt, b"\xff\xd8 not really").unwrap();
+        let samples: Vec<Sample> = [good, dir.path().join("missing.png"), corrupt]
+            .into_iter()
+            .map(|path| Sample {
+                path,
+                mu: 20.0,
+                sigma: 1.0,
+            })
+            .collect();
+        let mut options = PreprocessOptions {
+            cache: dir.path().join("cache"),
+            size: 8,
+            multiple_faces: MultipleFaces::Skip,
+            skip_unreadable: false,
+        };
+        let bar = ProgressBar::hidden();
+        let message = format!(
+            "{:#}",
+            preprocess(&samples, FaceMode::AsIs, &options, None, &bar).unwrap_err()
+        );
+        assert!(message.contains("missing.png is missing"), "{message}");
+        assert!(
+            message.contains("2 of 3 images could not be read"),
+            "{message}"
+        );
+        options.skip_unreadable = true;
+        let (chips, report) = preprocess(&samples, FaceMode::AsIs, &options, None, &bar).unwrap();
+        assert_eq!((chips.len(), report.unreadable), (1, 2));
+        // Aligning needs the detector.
+        assert!(preprocess(&samples, FaceMode::Align, &options, None, &bar).is_err());
+    }
+}

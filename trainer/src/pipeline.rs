@@ -167,7 +167,7 @@ pub fn load(path: &Path) -> Result<PipelineConfig> {
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let mut config: PipelineConfig = toml::from_str(&text).map_err(|e| {
         // The TOML error spans several lines; keep its message and position on one.
-        let message = e.message().to_string();
+        let message = e.message().trim().replace('\n', "; ");
         let at = e
             .span()
             .map(|span| {

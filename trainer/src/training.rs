@@ -537,6 +537,25 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         (model, spec.optimizer.init(), state)
     };
 
+    if options.resume
+        && state.epochs_done >= options.epochs
+        && out.join(CARD_FILE).exists()
+        && out.join(WEIGHTS_FILE).exists()
+    {
+        if !options.quiet {
+            eprintln!(
+                "{} is already trained ({} epochs); nothing to do",
+                out.display(),
+                state.epochs_done
+            );
+        }
+        return Ok(TrainSummary {
+            out: out.clone(),
+            epochs_done: state.epochs_done,
+            finished: true,
+            history: state.history,
+        });
+    }
     let train_set = load_sets_with_targets(
         &spec.train,
         spec.input_size,
