@@ -9,6 +9,7 @@ mod datasets;
 mod device;
 mod distill;
 mod eval;
+mod eval_plots;
 mod export;
 mod faces;
 mod fuse;
@@ -18,6 +19,7 @@ mod pipeline;
 mod plot;
 mod predict;
 mod progress;
+mod raster;
 mod synth;
 mod training;
 
@@ -311,6 +313,9 @@ struct EvalArgs {
     /// Average each image's distribution with its mirror image's (test-time flip).
     #[arg(long)]
     flip: bool,
+    /// Write a PNG here: predicted vs true age, error by age, σ calibration.
+    #[arg(long)]
+    plots: Option<PathBuf>,
     #[command(flatten)]
     run: RunOptions,
 }
@@ -590,7 +595,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let eval::Predictions {
         report,
         expected: predictions,
-        ..
+        distributions,
     } = eval::evaluate(
         &loaded.model,
         &set,
@@ -602,6 +607,17 @@ fn eval(args: EvalArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let decades = eval::per_decade(&predictions, &set.mu);
+    if let Some(path) = &args.plots {
+        let picture = eval_plots::draw(&set.mu, &predictions, &distributions);
+        atomic::write_with(path, |tmp| {
+            picture
+                .save_with_format(tmp, image::ImageFormat::Png)
+                .with_context(|| format!("cannot write {}", path.display()))
+        })?;
+        if !run.quiet {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if run.json {
         let json = serde_json::json!({
             "model": args.model,
