@@ -3,6 +3,7 @@
 mod annotate;
 mod atomic;
 mod augment;
+mod bench;
 mod card;
 mod data;
 mod datasets;
@@ -62,6 +63,8 @@ enum Command {
     Fuse(FuseArgs),
     /// Write a trained stream where the demo picks it up (f16 where it changes nothing).
     Export(ExportArgs),
+    /// Measure training and inference throughput of each stream on a device.
+    Bench(BenchArgs),
     /// Train a student stream on unlabelled face photos, towards the pretrained network's
     /// distributions.
     Distill(Box<DistillArgs>),
@@ -193,6 +196,27 @@ struct DistillArgs {
     models: Option<PathBuf>,
     #[command(flatten)]
     run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Streams to measure (repeat; default: all).
+    #[arg(long = "arch")]
+    architectures: Vec<Architecture>,
+    #[arg(long, default_value_t = 224)]
+    input_size: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Timed steps per stream (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Also write the table as Markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -526,6 +550,36 @@ fn distill_command(args: DistillArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_command(args: BenchArgs) -> Result<()> {
+    let (device, device_name) = device::select(args.device)?;
+    let architectures = if args.architectures.is_empty() {
+        Architecture::ALL.to_vec()
+    } else {
+        args.architectures
+    };
+    let bar = progress::bar(args.json, "bench   [{bar:30}] {pos}/{len} steps {eta}");
+    let report = bench::run(
+        &architectures,
+        args.input_size,
+        args.batch_size,
+        args.steps,
+        &device,
+        &device_name,
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    let table = bench::markdown(&report);
+    if let Some(path) = &args.markdown {
+        atomic::write(path, table.as_bytes())?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{table}");
+    }
+    Ok(())
+}
+
 fn export_command(args: ExportArgs) -> Result<()> {
     let (device, _) = device::select(args.device)?;
     let weight = match &args.fusion {
@@ -695,6 +749,7 @@ fn main() {
         Command::Fuse(args) => fuse_command(args),
         Command::Export(args) => export_command(args),
         Command::Distill(args) => distill_command(*args),
+        Command::Bench(args) => bench_command(args),
         Command::Predict(args) => match predict(args) {
             Ok(true) => Ok(()),
             // Each failed image has had its line; the status says that some failed.

