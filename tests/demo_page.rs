@@ -113,12 +113,21 @@ fn output_value(dom: &str, id: &str) -> Option<f64> {
 
 /// The built page, served on 127.0.0.1: its address and the page's reports.
 fn serve_dist() -> (SocketAddr, Receiver<String>) {
+    serve_folder(built_page())
+}
+
+fn built_page() -> PathBuf {
     let dist = workspace_root().join("dist");
     assert!(
         dist.join("index.html").exists(),
         "{} has no built page: run `cargo xtask demo --build-only` (`cargo xtask test` does)",
         dist.display()
     );
+    dist
+}
+
+/// `root` served on 127.0.0.1: its address and the page's reports.
+fn serve_folder(dist: PathBuf) -> (SocketAddr, Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let (reports, received) = channel();
@@ -226,7 +235,12 @@ fn y4m(image: &image::RgbImage, frames: usize) -> Vec<u8> {
 
 /// Opens the page with a fake camera playing `clip` and returns its first report.
 fn live_report(clip: &Path, query: &str, extra: &[&str]) -> Value {
-    let (address, reports) = serve_dist();
+    live_report_from(built_page(), clip, query, extra)
+}
+
+/// [`live_report`] with the page served from `root`.
+fn live_report_from(root: PathBuf, clip: &Path, query: &str, extra: &[&str]) -> Value {
+    let (address, reports) = serve_folder(root);
     let profile = tempfile::tempdir().unwrap();
     let fake_camera = format!("--use-file-for-fake-video-capture={}", clip.display());
     let mut flags = vec![
@@ -334,4 +348,134 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
         (on_gpu - on_cpu).abs() <= 0.5,
         "WebGPU {on_gpu:.2} vs CPU {on_cpu:.2}"
     );
+}
+
+/// The `trainer` binary built beside this test (`cargo test --workspace` builds it).
+fn trainer_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(format!("trainer{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p trainer` (`cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+fn run_trainer(args: &[&str]) {
+    let out = std::process::Command::new(trainer_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trainer {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A stream trained here on the synthetic set and exported into a temporary copy of the page's
+/// weights folder (never into the real one) joins the fusion with its own curve.
+#[test]
+fn an_exported_stream_is_picked_up_without_code_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let data = dir.path().join("synth");
+    let run = dir.path().join("run");
+    run_trainer(&[
+        "synth",
+        "--out",
+        &s(&data),
+        "--train",
+        "200",
+        "--valid",
+        "20",
+        "--test",
+        "0",
+        "--image-size",
+        "32",
+        "--quiet",
+    ]);
+    run_trainer(&[
+        "train",
+        "--train",
+        &s(&data.join("train.csv")),
+        "--out",
+        &s(&run),
+        "--arch",
+        "tiny-age-net",
+        "--input-size",
+        "32",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    let page = dir.path().join("page");
+    copy_tree(&built_page(), &page);
+    run_trainer(&[
+        "export",
+        "--model",
+        &s(&run),
+        "--name",
+        "test-synthetic",
+        "--models",
+        &s(&page.join("models")),
+        "--allow-synthetic",
+        "--device",
+        "cpu",
+    ]);
+
+    let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
+    let image = image::open(&portrait)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo xtask fetch-portraits`",
+                portrait.display()
+            )
+        })
+        .to_rgb8();
+    let clip = dir.path().join("portrait.y4m");
+    std::fs::write(&clip, y4m(&image, 20)).unwrap();
+    let report = live_report_from(
+        page,
+        &clip,
+        "",
+        &["--disable-gpu", "--disable-blink-features=WebGPU"],
+    );
+    let fused = one_live_face(&report, "two streams");
+    let streams = report["faces"][0]["streams"].as_array().unwrap();
+    let names: Vec<&str> = streams
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pretrained", "test-synthetic"], "{report:#}");
+    let ages: Vec<f64> = streams
+        .iter()
+        .map(|s| s["expected_age"].as_f64().unwrap())
+        .collect();
+    let (low, high) = (ages[0].min(ages[1]), ages[0].max(ages[1]));
+    assert!(
+        (low - 0.5..=high + 0.5).contains(&fused),
+        "the fused estimate {fused:.2} lies outside the streams' {ages:?}"
+    );
+    save_screenshot(&report, "demo-two-streams.png");
 }

@@ -932,6 +932,42 @@ mod tests {
         }
     }
 
+    /// The same layout written by SciPy's MAT-file writer (compressed level 5, uint16 years),
+    /// by `scripts/imdb_wiki_fixture.py`.
+    #[test]
+    fn imdb_wiki_mat_written_by_scipy() {
+        let mat =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/imdb_wiki/wiki.mat");
+        let set = read(&spec(&format!(
+            "format = 'imdb-wiki'\nmat = '{}'\nimages = 'wiki_crop'",
+            toml_path(&mat)
+        )));
+        let got: Vec<(PathBuf, f32)> = set.samples.iter().map(|s| (s.path.clone(), s.mu)).collect();
+        assert_eq!(
+            got,
+            vec![(
+                PathBuf::from("wiki_crop/17/10000217_1981-05-05_2009.jpg"),
+                28.0
+            )]
+        );
+        let lenient = read(&spec(&format!(
+            "format = 'imdb-wiki'\nmat = '{}'\nmax_second_face_score = 2.0",
+            toml_path(&mat)
+        )));
+        let ages: Vec<f32> = lenient.samples.iter().map(|s| s.mu).collect();
+        assert_eq!(ages, vec![28.0, 39.0]);
+        assert_eq!(set.report.rows, 5);
+        assert_eq!(set.report.left_out["a second face"], 2);
+        assert_eq!(
+            set.report.left_out["no face, or face score below min_face_score"],
+            1
+        );
+        assert_eq!(
+            set.report.left_out["date of birth or photo year gives no age in 0–100"],
+            1
+        );
+    }
+
     #[test]
     fn imdb_wiki_mat_of_the_wrong_shape() {
         let dir = tempfile::tempdir().unwrap();

@@ -204,16 +204,17 @@ pub fn preprocess(
                         let key = cache_key(&sample.path, mode, options)?;
                         let chip_path = options.cache.join(format!("{key}.png"));
                         let verdict_path = options.cache.join(format!("{key}.json"));
-                        if let Ok(text) = fs::read(&verdict_path) {
-                            if let Ok(verdict) = serde_json::from_slice::<Verdict>(&text) {
-                                if verdict == Verdict::NoFace
-                                    || matches!(verdict, Verdict::SeveralFaces { .. })
-                                        && options.multiple_faces == MultipleFaces::Skip
-                                    || chip_path.exists()
-                                {
-                                    cached.fetch_add(1, Ordering::Relaxed);
-                                    return Ok((verdict, chip_path));
-                                }
+                        let known = fs::read(&verdict_path)
+                            .ok()
+                            .and_then(|text| serde_json::from_slice::<Verdict>(&text).ok());
+                        if let Some(verdict) = known {
+                            // A verdict without a chip counts only where no chip is needed.
+                            let no_chip_needed = verdict == Verdict::NoFace
+                                || matches!(verdict, Verdict::SeveralFaces { .. })
+                                    && options.multiple_faces == MultipleFaces::Skip;
+                            if no_chip_needed || chip_path.exists() {
+                                cached.fetch_add(1, Ordering::Relaxed);
+                                return Ok((verdict, chip_path));
                             }
                         }
                         let (verdict, chip) = preprocess_one(

@@ -38,8 +38,8 @@ fn make_batch(
 ) -> Result<HostBatch> {
     let end = (start + batch_size).min(order.len());
     let mut images = Vec::with_capacity(end - start);
-    for position in start..end {
-        let pixels = set.pixels(order[position])?;
+    for (position, &index) in order.iter().enumerate().take(end).skip(start) {
+        let pixels = set.pixels(index)?;
         let mut rng = StdRng::seed_from_u64(image_seed(epoch_seed, position));
         images.push(augment.apply(&pixels, set.size, &mut rng));
     }

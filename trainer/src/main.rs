@@ -573,7 +573,8 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         atomic::write(path, table.as_bytes())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // One line, for scripts.
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{table}");
     }

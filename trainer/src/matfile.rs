@@ -340,7 +340,7 @@ pub mod write {
         out.extend_from_slice(&kind.to_le_bytes());
         out.extend_from_slice(&(data.len() as u32).to_le_bytes());
         out.extend_from_slice(data);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
     }
@@ -402,7 +402,7 @@ pub mod write {
 
     /// A MAT-file holding `variables`, each zlib-compressed when `compress`.
     pub fn mat_file(variables: &[(&str, MatValue)], compress: bool) -> Vec<u8> {
-        let mut out = format!("MATLAB 5.0 MAT-file, written by apparent-age tests").into_bytes();
+        let mut out = b"MATLAB 5.0 MAT-file, written by apparent-age tests".to_vec();
         out.resize(116, b' ');
         out.extend([0u8; 8]);
         out.extend(0x0100u16.to_le_bytes());

@@ -188,10 +188,8 @@ pub fn load(path: &Path) -> Result<PipelineConfig> {
             set.resolve(base);
         }
     }
-    if let Some(cache) = &mut config.preprocess.cache {
-        if cache.is_relative() {
-            *cache = base.join(&*cache);
-        }
+    if let Some(cache) = config.preprocess.cache.as_mut().filter(|c| c.is_relative()) {
+        *cache = base.join(&*cache);
     }
     Ok(config)
 }

@@ -6,7 +6,8 @@ use std::{cell::RefCell, rc::Rc};
 use dldl::{
     blazeface::BlazeFace,
     burn::tensor::Device,
-    face::{Estimator, Stream},
+    exported::{self, ExportedStream},
+    face::{Estimator, Network, Stream},
     fusion::FusionRule,
     pretrained::PretrainedAgeNet,
     tracking::Tracker,
@@ -69,21 +70,46 @@ async fn pick_device(webgpu: bool) -> (Device, String) {
 
 #[wasm_bindgen]
 impl AgeEstimator {
-    /// Builds the pipeline from the detector's and the age network's ONNX files. `webgpu` asks
-    /// for the GPU; without an adapter the CPU backend runs and `backend` says why.
+    /// Builds the pipeline from the detector's and the age network's ONNX files, and the
+    /// streams `trainer export` wrote: `cards` is the array of their parsed `stream.json`,
+    /// `weights` their `weights.bpk` bytes in the same order. `webgpu` asks for the GPU; without
+    /// an adapter the CPU backend runs and `backend` says why.
     pub async fn create(
         detector: Vec<u8>,
         age: Vec<u8>,
+        cards: JsValue,
+        weights: Vec<js_sys::Uint8Array>,
         webgpu: bool,
     ) -> Result<AgeEstimator, JsError> {
+        let cards: Vec<ExportedStream> = serde_wasm_bindgen::from_value(cards)
+            .map_err(|e| js_error(format!("an exported stream's stream.json: {e}")))?;
+        if cards.len() != weights.len() {
+            return Err(js_error(format!(
+                "{} exported stream cards but {} weight files",
+                cards.len(),
+                weights.len()
+            )));
+        }
         let (device, backend) = pick_device(webgpu).await;
         let detector = BlazeFace::from_onnx(&detector, &device)
             .map_err(|e| js_error(format!("the face detector's weights: {e}")))?;
         let age = PretrainedAgeNet::from_onnx(&age, &device)
             .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
+        let mut streams = vec![Stream::pretrained(age)];
+        for (card, bytes) in cards.into_iter().zip(weights) {
+            let network = exported::load_stream(&card, bytes.to_vec(), &device)
+                .map_err(|e| js_error(format!("the exported stream `{}`: {e}", card.name)))?;
+            streams.push(Stream {
+                name: card.name,
+                network: Network::Dldl(network),
+                input_size: card.model.input_size,
+                normalization: card.model.normalization,
+                weight: card.weight,
+            });
+        }
         let estimator = Estimator {
             detector,
-            streams: vec![Stream::pretrained(age)],
+            streams,
             fusion: FusionRule::Arithmetic,
             flip: true,
         };
