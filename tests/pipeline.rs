@@ -328,10 +328,16 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
     fs::write(
         &config,
         format!(
-            "{}\n{}\n[fuse]\nstreams = ['kl', 'ce']\n\
+            "{}\n{}\n{}\n[fuse]\nstreams = ['kl', 'ce', 'dlib']\n\
              valid = [{{ format = 'appa-real', root = 'appa-real', split = 'valid' }}]\n",
             stage("kl", "kl"),
-            stage("ce", "cross-entropy")
+            stage("ce", "cross-entropy"),
+            // The pretrained network fine-tuned as a stream of its own (64 px chips, its own
+            // normalisation, starting from the published weights).
+            stage("dlib", "kl-l1:1")
+                .replace("tiny-age-net", "pretrained")
+                .replace("input_size = 32\n", "")
+                .replace("learning_rate = 1e-3", "learning_rate = 1e-5")
         ),
     )
     .unwrap();
@@ -366,6 +372,31 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
         .sum();
     assert!((weights - 1.0).abs() < 1e-6, "{fusion}");
     assert_eq!(fusion["fused"]["images"], 2);
+    let dlib: Value =
+        serde_json::from_slice(&fs::read(out.join("stages/dlib/model.json")).unwrap()).unwrap();
+    assert_eq!(dlib["model"]["architecture"], "pretrained");
+    assert_eq!(dlib["model"]["input_size"], 64);
+    // Fine-tuned gently from the published weights, it still reads Grace Hopper as the
+    // published network does.
+    let (stdout, _) = ok(&[
+        "predict",
+        s(&portrait("grace_hopper_512x512.jpg")),
+        "--stream",
+        s(&out.join("stages/dlib")),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let results: Value = serde_json::from_str(&stdout).unwrap();
+    let streams = results[0]["faces"][0]["streams"].as_array().unwrap();
+    let (published, tuned) = (
+        streams[0]["expected_age"].as_f64().unwrap(),
+        streams[1]["expected_age"].as_f64().unwrap(),
+    );
+    assert!(
+        published > 60.0 && (tuned - published).abs() < 3.0,
+        "published {published:.1}, fine-tuned {tuned:.1}"
+    );
 
     // Export the KL stream into a model folder of its own; predict picks it up.
     let models = dir.path().join("models");

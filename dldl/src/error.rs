@@ -11,7 +11,9 @@ pub enum DldlError {
     WrongBins { expected: usize, found: usize },
     #[error("a distribution's probabilities must be finite, ≥ 0 and sum to more than 0")]
     InvalidDistribution,
-    #[error("unknown architecture `{0}`; choose one of: vgg16, thin-age-net, tiny-age-net")]
+    #[error(
+        "unknown architecture `{0}`; choose one of: vgg16, vgg16-bn, thin-age-net, tiny-age-net, pretrained"
+    )]
     UnknownArchitecture(String),
     #[error("input size {0} is too small: five 2×2 max-pools need at least 32 pixels")]
     InputTooSmall(usize),

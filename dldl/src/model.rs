@@ -1,6 +1,7 @@
-//! The VGG-style age networks: VGG-16's convolutional trunk and DLDL-v2's ThinAgeNet and
+//! The trainable age networks: VGG-16's convolutional trunk and DLDL-v2's ThinAgeNet and
 //! TinyAgeNet (Gao et al. 2018, §4.1), each ending in a global average pool and a linear layer
-//! onto the 101 ages.
+//! onto the 101 ages; and the pretrained dlib network with its head widened to the 101 ages, for
+//! fine-tuning it as a stream of its own.
 
 use std::{fmt, str::FromStr};
 
@@ -19,7 +20,11 @@ use burn::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{AGE_BINS, DldlError, preprocess::Normalization};
+use crate::{
+    AGE_BINS, DldlError,
+    preprocess::Normalization,
+    pretrained::{self, PretrainedAgeNet, PretrainedAgeNetConfig},
+};
 
 /// VGG-16's convolutional layout: output channels of each 3×3 conv, in five stages that each
 /// end in a 2×2 max-pool.
@@ -46,15 +51,35 @@ pub enum Architecture {
     ThinAgeNet,
     /// DLDL-v2's TinyAgeNet: VGG-16 with a quarter of the channels, bias-free conv + BN + ReLU.
     TinyAgeNet,
+    /// dlib's pretrained age ResNet on 64×64 chips, its head widened to the 101 ages; a stage
+    /// of it without an earlier stage starts from the published weights.
+    Pretrained,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 4] = [
+    pub const ALL: [Architecture; 5] = [
         Architecture::Vgg16,
         Architecture::Vgg16Bn,
         Architecture::ThinAgeNet,
         Architecture::TinyAgeNet,
+        Architecture::Pretrained,
     ];
+
+    /// The input size a stream of this network takes unless told otherwise.
+    pub fn default_input_size(self) -> usize {
+        match self {
+            Architecture::Pretrained => pretrained::CHIP_SIZE,
+            _ => 224,
+        }
+    }
+
+    /// The input normalisation this network is built for.
+    pub fn normalization(self) -> Normalization {
+        match self {
+            Architecture::Pretrained => pretrained::NORMALIZATION,
+            _ => Normalization::IMAGENET,
+        }
+    }
 
     /// VGG-16's channel counts are divided by this.
     fn width_divisor(self) -> usize {
@@ -62,6 +87,7 @@ impl Architecture {
             Architecture::Vgg16 | Architecture::Vgg16Bn => 1,
             Architecture::ThinAgeNet => 2,
             Architecture::TinyAgeNet => 4,
+            Architecture::Pretrained => 1,
         }
     }
 
@@ -75,6 +101,7 @@ impl Architecture {
             Architecture::Vgg16Bn => "vgg16-bn",
             Architecture::ThinAgeNet => "thin-age-net",
             Architecture::TinyAgeNet => "tiny-age-net",
+            Architecture::Pretrained => "pretrained",
         }
     }
 }
@@ -132,9 +159,17 @@ impl ConvBlock {
     }
 }
 
+/// A trainable age network: `[batch, 3, size, size]` images → logits over the 101 ages.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum AgeNet {
+    Vgg(VggNet),
+    Pretrained(PretrainedAgeNet),
+}
+
 /// A VGG-style network mapping `[batch, 3, size, size]` images to logits over the 101 ages.
 #[derive(Module, Debug)]
-pub struct AgeNet {
+pub struct VggNet {
     /// The five stages of 3×3 convolutions; each is followed by a 2×2 max-pool.
     stages: Vec<Vec<ConvBlock>>,
     pool: MaxPool2d,
@@ -143,15 +178,42 @@ pub struct AgeNet {
 }
 
 impl AgeNetConfig {
+    /// The configuration of `architecture` at `input_size`, with the network's normalisation.
+    pub fn for_stream(architecture: Architecture, input_size: usize) -> Self {
+        AgeNetConfig::new(architecture)
+            .with_input_size(input_size)
+            .with_normalization(architecture.normalization())
+    }
+
     pub fn validate(&self) -> Result<(), DldlError> {
+        if self.architecture == Architecture::Pretrained {
+            if self.input_size != pretrained::CHIP_SIZE {
+                return Err(DldlError::WeightsMismatch(format!(
+                    "the pretrained network takes {0}×{0} chips, not {1}×{1}: set its input size \
+                     to {0}",
+                    pretrained::CHIP_SIZE,
+                    self.input_size
+                )));
+            }
+            return Ok(());
+        }
         if self.input_size < MIN_INPUT_SIZE {
             return Err(DldlError::InputTooSmall(self.input_size));
         }
         Ok(())
     }
 
+    /// The network with fresh weights (for the pretrained network: its structure, with the
+    /// 101-age head, ready for a record or [`AgeNet::Pretrained`] from the ONNX file).
     pub fn init(&self, device: &Device) -> Result<AgeNet, DldlError> {
         self.validate()?;
+        if self.architecture == Architecture::Pretrained {
+            return Ok(AgeNet::Pretrained(
+                PretrainedAgeNetConfig::new()
+                    .with_ages(AGE_BINS)
+                    .init(device),
+            ));
+        }
         let divisor = self.architecture.width_divisor();
         let batch_norm = self.architecture.batch_norm();
         let mut in_channels = 3;
@@ -174,16 +236,42 @@ impl AgeNetConfig {
                     .collect()
             })
             .collect();
-        Ok(AgeNet {
+        Ok(AgeNet::Vgg(VggNet {
             stages,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             head: LinearConfig::new(in_channels, AGE_BINS).init(device),
-        })
+        }))
     }
 }
 
 impl AgeNet {
+    /// Logits over the ages: `[batch, 3, size, size]` → `[batch, 101]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            AgeNet::Vgg(net) => net.forward(images),
+            AgeNet::Pretrained(net) => net.forward(images),
+        }
+    }
+
+    /// The number of trained parameters (batch norm's running statistics left out).
+    pub fn trainable_params(&self) -> usize {
+        match self {
+            AgeNet::Vgg(net) => net.trainable_params(),
+            AgeNet::Pretrained(net) => net.num_params(),
+        }
+    }
+
+    /// The predicted age distributions: softmax of [`forward`](Self::forward), `[batch, 101]`.
+    pub fn distribution(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            AgeNet::Vgg(net) => softmax(net.forward(images), 1),
+            AgeNet::Pretrained(net) => net.distribution(images),
+        }
+    }
+}
+
+impl VggNet {
     /// Logits over the ages: `[batch, 3, size, size]` → `[batch, 101]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
@@ -216,11 +304,6 @@ impl AgeNet {
             })
             .sum();
         blocks + self.head.num_params()
-    }
-
-    /// The predicted age distributions: softmax of [`forward`](Self::forward), `[batch, 101]`.
-    pub fn distribution(&self, images: Tensor<4>) -> Tensor<2> {
-        softmax(self.forward(images), 1)
     }
 }
 
@@ -271,5 +354,8 @@ mod tests {
         assert_eq!("ThinAgeNet".parse(), Ok(Architecture::ThinAgeNet));
         assert_eq!("tiny-age-net".parse(), Ok(Architecture::TinyAgeNet));
         assert_eq!("VGG16".parse(), Ok(Architecture::Vgg16));
+        assert_eq!("pretrained".parse(), Ok(Architecture::Pretrained));
+        let wrong = AgeNetConfig::for_stream(Architecture::Pretrained, 224);
+        assert!(wrong.init(&Device::flex()).is_err());
     }
 }

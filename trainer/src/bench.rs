@@ -63,15 +63,21 @@ pub fn run(
         bail!("--steps and --batch-size must be at least 1");
     }
     let mut rng = StdRng::seed_from_u64(7);
-    let images = random_images(batch_size, input_size, &mut rng);
-    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
     let mu: Vec<f32> = (0..batch_size)
         .map(|_| rng.random_range(1.0..90.0))
         .collect();
     let mut streams = Vec::new();
     progress.set_length((architectures.len() * (2 * steps + 2)) as u64);
     for &architecture in architectures {
-        let config = AgeNetConfig::new(architecture).with_input_size(input_size);
+        // The pretrained network takes its own chip size whatever --input-size says.
+        let input_size = if architecture == Architecture::Pretrained {
+            architecture.default_input_size()
+        } else {
+            input_size
+        };
+        let config = AgeNetConfig::for_stream(architecture, input_size);
+        let images = random_images(batch_size, input_size, &mut rng);
+        let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
         let autodiff = device.clone().autodiff();
         let mut model = config.init(&autodiff)?;
         let parameters = model.trainable_params();

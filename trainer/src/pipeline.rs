@@ -8,7 +8,7 @@
 //!
 //! [[stage]]
 //! name = "kl"
-//! stream = "thin-age-net"         # vgg16, vgg16-bn, thin-age-net, tiny-age-net
+//! stream = "thin-age-net"         # vgg16, vgg16-bn, thin-age-net, tiny-age-net, pretrained
 //! loss = "kl"                     # kl, cross-entropy, kl-l1:λ
 //! epochs = 60
 //! batch_size = 128
@@ -72,10 +72,11 @@ pub struct PreprocessConfig {
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
     pub name: String,
-    /// vgg16, vgg16-bn, thin-age-net or tiny-age-net.
+    /// vgg16, vgg16-bn, thin-age-net, tiny-age-net, or pretrained (dlib's network, starting
+    /// from its published weights).
     pub stream: String,
-    #[serde(default = "default_input_size")]
-    pub input_size: usize,
+    /// Default: 224, or 64 for the pretrained network.
+    pub input_size: Option<usize>,
     /// kl, cross-entropy or kl-l1[:λ].
     pub loss: String,
     pub epochs: usize,
@@ -92,10 +93,6 @@ pub struct StageConfig {
     pub valid: Vec<DatasetSpec>,
     #[serde(default)]
     pub seed: u64,
-}
-
-fn default_input_size() -> usize {
-    224
 }
 
 /// Multiply the learning rate by `gamma` every `step_epochs` epochs (0: never).
@@ -269,7 +266,9 @@ impl PipelineConfig {
                 epochs: stage.epochs,
                 spec: RunSpec {
                     architecture,
-                    input_size: stage.input_size,
+                    input_size: stage
+                        .input_size
+                        .unwrap_or(architecture.default_input_size()),
                     loss,
                     train: stage.train.clone(),
                     valid: stage.valid.clone(),

@@ -474,7 +474,7 @@ pub struct TrainSummary {
 
 pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Result<TrainSummary> {
     let spec = &options.spec;
-    let config = AgeNetConfig::new(spec.architecture).with_input_size(spec.input_size);
+    let config = AgeNetConfig::for_stream(spec.architecture, spec.input_size);
     config.validate()?;
     if spec.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -527,6 +527,19 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         let model = match &spec.init {
             Some(weights) => load_weights(&config, weights, &autodiff)
                 .context("cannot start from the earlier stage's weights")?,
+            None if spec.architecture == Architecture::Pretrained => {
+                let path = options.models.join(predict::AGE_MODEL);
+                let bytes = fs::read(&path).with_context(|| {
+                    format!(
+                        "cannot read the pretrained network {}; fetch it with `cargo xtask \
+                         fetch-models`",
+                        path.display()
+                    )
+                })?;
+                let net = dldl::pretrained::PretrainedAgeNet::from_onnx(&bytes, &autodiff)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                AgeNet::Pretrained(net.widen_to_age_grid())
+            }
             None => config.init(&autodiff)?,
         };
         let state = CheckpointState {
