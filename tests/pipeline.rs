@@ -281,11 +281,21 @@ fn bad_pipelines_and_sets_get_one_clear_line() {
         &["imdb.mat"],
     );
     // A set whose images are not there: the first is named, with the way out.
-    write("images.csv", "path,mean,std\nface-1.png,30,2\nface-2.png,40,2\n");
-    let no_images = write("no-images.toml", &stage("").replace("set.csv", "images.csv"));
+    write(
+        "images.csv",
+        "path,mean,std\nface-1.png,30,2\nface-2.png,40,2\n",
+    );
+    let no_images = write(
+        "no-images.toml",
+        &stage("").replace("set.csv", "images.csv"),
+    );
     fails_with(
         &["train", "--config", s(&no_images), "--out", s(&out)],
-        &["face-1.png is missing", "2 of 2 images could not be read", "skip_unreadable"],
+        &[
+            "face-1.png is missing",
+            "2 of 2 images could not be read",
+            "skip_unreadable",
+        ],
     );
     let missing = write("missing.toml", &stage("").replace("set.csv", "gone.csv"));
     fails_with(

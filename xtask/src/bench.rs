@@ -188,22 +188,24 @@ pub fn bench_train(device: Option<&str>) -> Result<()> {
     );
     let _ = writeln!(
         table,
-        "Machine: {}. Device: {}. Random 224×224 batches of {batch}; one warm-up step, then \
-         {steps} timed steps of forward, backward and Adam (KL + L1 loss); inference is the \
+        "Machine: {}. Device: {}. Random 224×224 batches of {batch} (64×64 for the pretrained \
+         network); one warm-up step, then {steps} timed steps of forward, backward and Adam (KL + L1 loss); inference is the \
          forward pass alone. Dev profile (burn at opt-level 3).\n",
         machine(),
         report["device"].as_str().unwrap_or("?")
     );
     let _ = writeln!(
         table,
-        "| stream | parameters | batch | train images/s | inference images/s |\n|---|---:|---:|---:|---:|"
+        "| stream | parameters | input | batch | train images/s | inference images/s |\n\
+         |---|---:|---:|---:|---:|---:|"
     );
     for s in report["streams"].as_array().into_iter().flatten() {
         let _ = writeln!(
             table,
-            "| {} | {:.2} M | {} | {:.2} | {:.2} |",
+            "| {} | {:.2} M | {} px | {} | {:.2} | {:.2} |",
             s["architecture"].as_str().unwrap_or("?"),
             s["parameters"].as_f64().unwrap_or(0.0) / 1e6,
+            s["input_size"],
             s["batch_size"],
             s["train_images_per_second"].as_f64().unwrap_or(0.0),
             s["inference_images_per_second"].as_f64().unwrap_or(0.0)
