@@ -96,7 +96,14 @@ pub fn load_stream(
     let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights))
         .map_err(|e| DldlError::CorruptWeights(e.to_string()))?
         .cast_to_module_dtype();
-    model
-        .try_load_record(record)
-        .map_err(|e| DldlError::WeightsMismatch(e.to_string()))
+    model.try_load_record(record).map_err(|e| {
+        // burn lists every tensor; the start says enough.
+        let text = e.to_string();
+        let short: String = text.chars().take(240).collect();
+        DldlError::WeightsMismatch(if short.len() < text.len() {
+            format!("{short}…")
+        } else {
+            text
+        })
+    })
 }

@@ -14,7 +14,19 @@ use serde::{Deserialize, Serialize};
 
 pub const CARD_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.bpk";
-const FORMAT: &str = "apparent-age model card 1";
+/// Version 2: the networks' weights are stored under their kind (`Vgg.` or `Pretrained.`).
+const FORMAT: &str = "apparent-age model card 2";
+
+/// At most this much of a weights-mismatch message from burn (which lists every tensor).
+const DETAIL_CHARS: usize = 240;
+
+/// `text`, cut to [`DETAIL_CHARS`] characters with an ellipsis.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(DETAIL_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
 
 /// Everything needed to use, and judge, a trained stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +138,17 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             card_path.display()
         )
     })?;
-    let card: ModelCard = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a model card", card_path.display()))?;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("?");
+    if format != FORMAT {
+        anyhow::bail!(
+            "{} is a `{format}`; this trainer reads `{FORMAT}`: train the stream again with this \
+             trainer",
+            card_path.display()
+        );
+    }
+    let card: ModelCard = serde_json::from_value(value)
         .with_context(|| format!("{} is not a model card", card_path.display()))?;
     if card.bins.count != AGE_BINS {
         anyhow::bail!(
@@ -151,7 +173,7 @@ pub fn load_weights(config: &AgeNetConfig, weights: &Path, device: &Device) -> R
         .with_context(|| format!("cannot read the weights {}", weights.display()))?;
     model
         .try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(|e| anyhow::anyhow!("{}", shorten(&e.to_string())))
         .with_context(|| {
             format!(
                 "the weights {} do not fit a {} ({} px input): they were written for another \
