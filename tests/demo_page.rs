@@ -295,10 +295,17 @@ fn one_live_face(report: &Value, what: &str) -> f64 {
         report["frames"]
     );
     eprintln!(
-        "{what}: {age:.2} years after {} frames, {:.0} ms per frame, backend {}, notes {errors:?}",
+        "{what}: {age:.2} years after {} frames, {:.0} ms per frame, first estimate after {:.0} \
+         ms, backend {}, notes {errors:?}",
         report["frames"],
         report["msPerFrame"].as_f64().unwrap_or(f64::NAN),
+        report["firstEstimateMs"].as_f64().unwrap_or(f64::NAN),
         report["backend"]
+    );
+    assert!(
+        report["firstEstimateMs"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{what}: no time to the first estimate: {}",
+        report["firstEstimateMs"]
     );
     age
 }
