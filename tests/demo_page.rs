@@ -303,7 +303,9 @@ fn one_live_face(report: &Value, what: &str) -> f64 {
         report["backend"]
     );
     assert!(
-        report["firstEstimateMs"].as_f64().is_some_and(|ms| ms > 0.0),
+        report["firstEstimateMs"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
         "{what}: no time to the first estimate: {}",
         report["firstEstimateMs"]
     );

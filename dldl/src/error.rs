@@ -17,6 +17,10 @@ pub enum DldlError {
     UnknownArchitecture(String),
     #[error("input size {0} is too small: five 2×2 max-pools need at least 32 pixels")]
     InputTooSmall(usize),
+    #[error(
+        "the pretrained network takes {expected}×{expected} chips, not {found}×{found}: set its input size to {expected}"
+    )]
+    WrongInputSize { expected: usize, found: usize },
     #[error("fusion needs one weight per stream: {streams} streams, {weights} weights")]
     FusionWeights { streams: usize, weights: usize },
     #[error("fusion weights must be finite, ≥ 0 and not all zero")]

@@ -188,12 +188,10 @@ impl AgeNetConfig {
     pub fn validate(&self) -> Result<(), DldlError> {
         if self.architecture == Architecture::Pretrained {
             if self.input_size != pretrained::CHIP_SIZE {
-                return Err(DldlError::WeightsMismatch(format!(
-                    "the pretrained network takes {0}×{0} chips, not {1}×{1}: set its input size \
-                     to {0}",
-                    pretrained::CHIP_SIZE,
-                    self.input_size
-                )));
+                return Err(DldlError::WrongInputSize {
+                    expected: pretrained::CHIP_SIZE,
+                    found: self.input_size,
+                });
             }
             return Ok(());
         }
@@ -356,6 +354,12 @@ mod tests {
         assert_eq!("VGG16".parse(), Ok(Architecture::Vgg16));
         assert_eq!("pretrained".parse(), Ok(Architecture::Pretrained));
         let wrong = AgeNetConfig::for_stream(Architecture::Pretrained, 224);
-        assert!(wrong.init(&Device::flex()).is_err());
+        assert_eq!(
+            wrong.init(&Device::flex()).err(),
+            Some(DldlError::WrongInputSize {
+                expected: 64,
+                found: 224
+            })
+        );
     }
 }

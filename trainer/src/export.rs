@@ -102,10 +102,18 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
             options.model.display()
         );
     }
-    let repository_models = crate::predict::default_models_dir();
+    // The folder the demo page serves (trunk copies the repository's models/), and the one
+    // `trainer predict` reads by default.
+    let served = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        crate::predict::default_models_dir(),
+    ];
+    let target = std::fs::canonicalize(&options.models).ok();
     if synthetic
-        && std::fs::canonicalize(&options.models).ok()
-            == std::fs::canonicalize(&repository_models).ok()
+        && target.is_some()
+        && served
+            .iter()
+            .any(|dir| std::fs::canonicalize(dir).ok() == target)
     {
         bail!("a stream trained on the synthetic set never goes into the demo's model folder");
     }
