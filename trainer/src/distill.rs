@@ -62,12 +62,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Whether `path` goes to the validation split: a stable hash of its name, not a random draw,
 /// so that a rerun splits the same way.
 fn is_valid(path: &Path, fraction: f32) -> bool {
-    let h = path
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let h = faces::fnv1a(path.to_string_lossy().as_bytes());
     ((h >> 11) as f64 / (1u64 << 53) as f64) < f64::from(fraction)
 }
 

@@ -105,7 +105,8 @@ enum Verdict {
     SeveralFaces { faces: usize },
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a: a small hash that stays the same across runs and Rust versions.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

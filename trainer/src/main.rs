@@ -741,8 +741,45 @@ fn predict(args: PredictArgs) -> Result<bool> {
     Ok(results.iter().all(|r| r.error.is_none()))
 }
 
+impl Command {
+    /// The device the command was told to use, if any.
+    fn device(&self) -> Option<DeviceChoice> {
+        match self {
+            Command::Synth(_) => None,
+            Command::Train(args) => Some(args.run.device),
+            Command::Eval(args) => Some(args.run.device),
+            Command::Predict(args) => Some(args.device),
+            Command::Fuse(args) => Some(args.run.device),
+            Command::Export(args) => Some(args.device),
+            Command::Distill(args) => Some(args.run.device),
+            Command::Bench(args) => Some(args.device),
+        }
+    }
+}
+
+/// burn puts some state on its default device (an optimiser's state read from a checkpoint, until
+/// its first step), and with the `wgpu` feature that default is a GPU adapter, started for
+/// nothing on a CPU run. Pointing `BURN_DEVICE` at the chosen backend keeps a run on one device.
+/// `auto` leaves burn's own order, which matches it.
+#[allow(unsafe_code)]
+fn pin_default_device(choice: Option<DeviceChoice>) {
+    let name = match choice {
+        Some(DeviceChoice::Cpu) => "flex",
+        Some(DeviceChoice::Wgpu) => "wgpu",
+        Some(DeviceChoice::Cuda) if cfg!(feature = "cuda") => "cuda",
+        // Without CUDA built in, `--device cuda` fails with its own message.
+        Some(DeviceChoice::Cuda | DeviceChoice::Auto) | None => return,
+    };
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called first thing in `main`, before any thread exists, so nothing can read
+        // the environment while it changes.
+        unsafe { std::env::set_var("BURN_DEVICE", name) };
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    pin_default_device(cli.command.device());
     let result = match cli.command {
         Command::Synth(args) => synth(args),
         Command::Train(args) => train(*args),
