@@ -5,10 +5,7 @@
 //! standard deviation). Rows without σ take the configured `--sigma`. A first row whose first
 //! field is `path` is a header.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dldl::{
@@ -202,36 +199,13 @@ impl LoadedSet {
         if chips.len().saturating_mul(size * size * 3) > memory_limit {
             return Ok(disk);
         }
-        progress.set_length(chips.len() as u64);
-        let next = AtomicUsize::new(0);
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut results: Vec<(usize, Result<Vec<u8>>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= chips.len() {
-                                break;
-                            }
-                            done.push((i, disk.pixels(i).map(|p| p.into_owned())));
-                            progress.inc(1);
-                        }
-                        done
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("chip loader thread panicked"))
-                .collect()
-        });
-        results.sort_by_key(|(i, _)| *i);
-        let images = results
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect::<Result<Vec<_>>>()?;
+        let results = crate::parallel::map_indexed(
+            chips.len(),
+            progress,
+            || (),
+            |(), i| disk.pixels(i).map(|p| p.into_owned()),
+        );
+        let images = results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(LoadedSet {
             images: Images::Memory(images),
             ..disk
@@ -246,30 +220,12 @@ impl LoadedSet {
         skip_unreadable: bool,
         progress: &ProgressBar,
     ) -> Result<Self> {
-        progress.set_length(samples.len() as u64);
-        let next = AtomicUsize::new(0);
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut results: Vec<(usize, Result<Vec<u8>>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(sample) = samples.get(i) else { break };
-                            done.push((i, load_image(&sample.path, size as u32)));
-                            progress.inc(1);
-                        }
-                        done
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("image loader thread panicked"))
-                .collect()
-        });
-        results.sort_by_key(|(i, _)| *i);
+        let results: Vec<(usize, Result<Vec<u8>>)> = crate::parallel::map_indexed(
+            samples.len(),
+            progress,
+            || (),
+            |(), i| (i, load_image(&samples[i].path, size as u32)),
+        );
         let failures = results.iter().filter(|(_, r)| r.is_err()).count();
         if failures > 0 && !skip_unreadable {
             let (_, first) = results

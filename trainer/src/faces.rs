@@ -10,10 +10,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::{AtomicUsize, Ordering},
     time::UNIX_EPOCH,
 };
 
@@ -188,65 +185,47 @@ pub fn preprocess(
     }
     fs::create_dir_all(&options.cache)
         .with_context(|| format!("cannot create the cache {}", options.cache.display()))?;
-    progress.set_length(samples.len() as u64);
-    let next = AtomicUsize::new(0);
     let cached = AtomicUsize::new(0);
-    let results = Mutex::new((0..samples.len()).map(|_| None).collect::<Vec<_>>());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let device = Device::flex();
-                let detector = detector.cloned();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(sample) = samples.get(i) else { break };
-                    let outcome = (|| -> Result<(Verdict, PathBuf)> {
-                        let key = cache_key(&sample.path, mode, options)?;
-                        let chip_path = options.cache.join(format!("{key}.png"));
-                        let verdict_path = options.cache.join(format!("{key}.json"));
-                        let known = fs::read(&verdict_path)
-                            .ok()
-                            .and_then(|text| serde_json::from_slice::<Verdict>(&text).ok());
-                        if let Some(verdict) = known {
-                            // A verdict without a chip counts only where no chip is needed.
-                            let no_chip_needed = verdict == Verdict::NoFace
-                                || matches!(verdict, Verdict::SeveralFaces { .. })
-                                    && options.multiple_faces == MultipleFaces::Skip;
-                            if no_chip_needed || chip_path.exists() {
-                                cached.fetch_add(1, Ordering::Relaxed);
-                                return Ok((verdict, chip_path));
-                            }
-                        }
-                        let (verdict, chip) = preprocess_one(
-                            &sample.path,
-                            mode,
-                            options.size,
-                            options.multiple_faces,
-                            detector.as_ref(),
-                            &device,
-                        )?;
-                        if let Some(chip) = chip {
-                            atomic::write_with(&chip_path, |tmp| {
-                                chip.save_with_format(tmp, image::ImageFormat::Png)
-                                    .with_context(|| format!("cannot write {}", tmp.display()))
-                            })?;
-                        }
-                        atomic::write(&verdict_path, &serde_json::to_vec(&verdict)?)?;
-                        Ok((verdict, chip_path))
-                    })();
-                    results.lock().expect("no worker panicked")[i] = Some(outcome);
-                    progress.inc(1);
+    let results = crate::parallel::map_indexed(
+        samples.len(),
+        progress,
+        || (Device::flex(), detector.cloned()),
+        |(device, detector): &mut (Device, Option<BlazeFace>), i| -> Result<(Verdict, PathBuf)> {
+            let sample = &samples[i];
+            let key = cache_key(&sample.path, mode, options)?;
+            let chip_path = options.cache.join(format!("{key}.png"));
+            let verdict_path = options.cache.join(format!("{key}.json"));
+            let known = fs::read(&verdict_path)
+                .ok()
+                .and_then(|text| serde_json::from_slice::<Verdict>(&text).ok());
+            if let Some(verdict) = known {
+                // A verdict without a chip counts only where no chip is needed.
+                let no_chip_needed = verdict == Verdict::NoFace
+                    || matches!(verdict, Verdict::SeveralFaces { .. })
+                        && options.multiple_faces == MultipleFaces::Skip;
+                if no_chip_needed || chip_path.exists() {
+                    cached.fetch_add(1, Ordering::Relaxed);
+                    return Ok((verdict, chip_path));
                 }
-            });
-        }
-    });
-    let results: Vec<Result<(Verdict, PathBuf)>> = results
-        .into_inner()
-        .expect("no worker panicked")
-        .into_iter()
-        .map(|r| r.expect("every sample was processed"))
-        .collect();
+            }
+            let (verdict, chip) = preprocess_one(
+                &sample.path,
+                mode,
+                options.size,
+                options.multiple_faces,
+                detector.as_ref(),
+                device,
+            )?;
+            if let Some(chip) = chip {
+                atomic::write_with(&chip_path, |tmp| {
+                    chip.save_with_format(tmp, image::ImageFormat::Png)
+                        .with_context(|| format!("cannot write {}", tmp.display()))
+                })?;
+            }
+            atomic::write(&verdict_path, &serde_json::to_vec(&verdict)?)?;
+            Ok((verdict, chip_path))
+        },
+    );
     let mut report = PreprocessReport {
         images: samples.len(),
         cached: cached.load(Ordering::Relaxed),

@@ -16,6 +16,7 @@ mod faces;
 mod fuse;
 mod loader;
 mod matfile;
+mod parallel;
 mod pipeline;
 mod plot;
 mod predict;
