@@ -43,6 +43,7 @@ impl Default for Augmentation {
 
 impl Augmentation {
     /// No augmentation at all.
+    #[cfg(test)]
     pub fn none() -> Self {
         Augmentation {
             flip: false,

@@ -14,7 +14,7 @@ use dldl::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{card, datasets::DatasetSpec, eval::evaluate, progress::bar, training::TrainOptions};
+use crate::{card, datasets::DatasetSpec, eval::evaluate, progress::bar, training::LoadOptions};
 
 /// What `trainer fuse` writes.
 pub const FUSION_FILE: &str = "fusion.json";
@@ -110,7 +110,7 @@ pub fn fit_streams(
     models: &[PathBuf],
     valid: &[DatasetSpec],
     rule: FusionRule,
-    options: &TrainOptions,
+    options: &LoadOptions,
     device: &Device,
 ) -> Result<FusionFit> {
     let mut distributions = Vec::new();

@@ -464,28 +464,13 @@ fn fuse_command(args: FuseArgs) -> Result<()> {
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
-    let placeholder = training::RunSpec {
-        architecture: dldl::model::Architecture::TinyAgeNet,
-        input_size: 32,
-        loss: dldl::loss::LossKind::Kl,
-        train: Vec::new(),
-        valid: Vec::new(),
-        batch_size: 64,
-        optimizer: training::OptimizerSpec::adam(1e-3),
-        lr_step_epochs: 0,
-        lr_gamma: 0.1,
-        augment: augment::Augmentation::none(),
-        multiple_faces: faces::MultipleFaces::Skip,
-        init: None,
-        soft_targets: None,
-        seed: 0,
-    };
-    let options = training::TrainOptions {
-        skip_unreadable: args.run.skip_unreadable,
-        quiet: args.run.quiet,
+    let options = training::LoadOptions {
         cache: args.cache.unwrap_or_else(|| folder.join("cache")),
         models: args.models_dir.unwrap_or_else(predict::default_models_dir),
-        ..training::TrainOptions::new(placeholder, 1, folder)
+        multiple_faces: faces::MultipleFaces::Skip,
+        skip_unreadable: args.run.skip_unreadable,
+        memory_limit: training::DEFAULT_MEMORY_LIMIT,
+        quiet: args.run.quiet,
     };
     let fit = fuse::fit_streams(&args.models, &valid, rule, &options, &device)?;
     atomic::write(&args.out, &serde_json::to_vec_pretty(&fit)?)?;

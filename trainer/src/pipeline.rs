@@ -39,7 +39,7 @@ use crate::{
     datasets::DatasetSpec,
     faces::MultipleFaces,
     fuse,
-    training::{self, OptimizerSpec, RunSpec, TrainOptions},
+    training::{self, LoadOptions, OptimizerSpec, RunSpec, TrainOptions},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +326,12 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
         .cache
         .clone()
         .unwrap_or_else(|| options.out.join("cache"));
+    let memory_limit = config
+        .preprocess
+        .memory_limit_gib
+        .map_or(training::DEFAULT_MEMORY_LIMIT, |g| {
+            (g * (1u64 << 30) as f64) as usize
+        });
     for (i, stage) in stages.iter().enumerate() {
         let dir = stage_dir(&options.out, &stage.name);
         if !options.quiet {
@@ -346,10 +352,7 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
             quiet: options.quiet,
             cache: cache.clone(),
             models: options.models.clone(),
-            memory_limit: config
-                .preprocess
-                .memory_limit_gib
-                .map_or(4 << 30, |g| (g * (1u64 << 30) as f64) as usize),
+            memory_limit,
             ..TrainOptions::new(stage.spec.clone(), stage.epochs, dir.clone())
         };
         let summary = training::train(&run, device, device_name)
@@ -368,12 +371,13 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
             &streams,
             &fuse_config.valid,
             fuse_config.rule.into(),
-            &TrainOptions {
-                skip_unreadable: config.preprocess.skip_unreadable,
-                quiet: options.quiet,
+            &LoadOptions {
                 cache,
                 models: options.models.clone(),
-                ..TrainOptions::new(stages[0].spec.clone(), 1, options.out.clone())
+                multiple_faces: config.preprocess.multiple_faces,
+                skip_unreadable: config.preprocess.skip_unreadable,
+                memory_limit,
+                quiet: options.quiet,
             },
             device,
         )?;

@@ -151,7 +151,33 @@ pub struct TrainOptions {
     pub workers: usize,
 }
 
+/// How sets are read, preprocessed and held: what [`load_sets`] needs of a run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub cache: PathBuf,
+    pub models: PathBuf,
+    pub multiple_faces: MultipleFaces,
+    pub skip_unreadable: bool,
+    pub memory_limit: usize,
+    pub quiet: bool,
+}
+
+/// Sets larger than this at the input size stay on disk unless told otherwise.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
 impl TrainOptions {
+    /// What loading this run's sets needs.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            cache: self.cache.clone(),
+            models: self.models.clone(),
+            multiple_faces: self.spec.multiple_faces,
+            skip_unreadable: self.skip_unreadable,
+            memory_limit: self.memory_limit,
+            quiet: self.quiet,
+        }
+    }
+
     /// Defaults for everything but what is trained and where.
     pub fn new(spec: RunSpec, epochs: usize, out: PathBuf) -> Self {
         TrainOptions {
@@ -164,7 +190,7 @@ impl TrainOptions {
             quiet: true,
             stop_after: None,
             models: predict::default_models_dir(),
-            memory_limit: 4 << 30,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -251,7 +277,7 @@ fn latest_path(out: &Path) -> PathBuf {
 pub fn load_sets(
     specs: &[DatasetSpec],
     size: usize,
-    options: &TrainOptions,
+    options: &LoadOptions,
     what: &str,
 ) -> Result<LoadedSet> {
     load_sets_with_targets(specs, size, options, what, None)
@@ -284,7 +310,7 @@ pub fn read_targets(path: &Path, rows: usize) -> Result<Vec<Vec<f32>>> {
 pub fn load_sets_with_targets(
     specs: &[DatasetSpec],
     size: usize,
-    options: &TrainOptions,
+    options: &LoadOptions,
     what: &str,
     soft_targets: Option<&Path>,
 ) -> Result<LoadedSet> {
@@ -295,7 +321,7 @@ pub fn load_sets_with_targets(
     let preprocess = PreprocessOptions {
         cache: options.cache.clone(),
         size,
-        multiple_faces: options.spec.multiple_faces,
+        multiple_faces: options.multiple_faces,
         skip_unreadable: options.skip_unreadable,
     };
     let mut detector = None;
@@ -339,7 +365,7 @@ pub fn load_sets_with_targets(
         .with_context(|| spec.name())?;
         progress.finish_and_clear();
         if !options.quiet {
-            eprintln!("{}", report.summary(what, options.spec.multiple_faces));
+            eprintln!("{}", report.summary(what, options.multiple_faces));
         }
         skipped += report.unreadable;
         if let Some(path) = soft_targets {
@@ -569,15 +595,16 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             history: state.history,
         });
     }
+    let loading = options.load_options();
     let train_set = load_sets_with_targets(
         &spec.train,
         spec.input_size,
-        options,
+        &loading,
         "train",
         spec.soft_targets.as_deref(),
     )?;
     let valid_set = (!spec.valid.is_empty())
-        .then(|| load_sets(&spec.valid, spec.input_size, options, "valid"))
+        .then(|| load_sets(&spec.valid, spec.input_size, &loading, "valid"))
         .transpose()?;
     let normalization = config.normalization;
     let started = Instant::now();
@@ -839,7 +866,7 @@ mod tests {
         let set = load_sets(
             &[csv(data.join("valid.csv"))],
             32,
-            &options(&data, &straight, None, false),
+            &options(&data, &straight, None, false).load_options(),
             "valid",
         )
         .unwrap();
