@@ -312,8 +312,8 @@ fn one_live_face(report: &Value, what: &str) -> f64 {
     age
 }
 
-#[test]
-fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
+/// The fake camera's clip: 20 frames of the Grace Hopper portrait, written into `dir`.
+fn portrait_clip(dir: &Path) -> PathBuf {
     let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
     let image = image::open(&portrait)
         .unwrap_or_else(|e| {
@@ -323,9 +323,15 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
             )
         })
         .to_rgb8();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("portrait.y4m");
+    let clip = dir.join("portrait.y4m");
     std::fs::write(&clip, y4m(&image, 20)).unwrap();
+    clip
+}
+
+#[test]
+fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
 
     let gpu = live_report(&clip, "", &["--enable-unsafe-webgpu"]);
     assert_eq!(gpu["backend"], "WebGPU", "{gpu:#}");
@@ -453,17 +459,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
         "cpu",
     ]);
 
-    let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
-    let image = image::open(&portrait)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run `cargo xtask fetch-portraits`",
-                portrait.display()
-            )
-        })
-        .to_rgb8();
-    let clip = dir.path().join("portrait.y4m");
-    std::fs::write(&clip, y4m(&image, 20)).unwrap();
+    let clip = portrait_clip(dir.path());
     let report = live_report_from(
         page,
         &clip,

@@ -21,14 +21,22 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn portrait(name: &str) -> PathBuf {
-    let path = root().join("tests/fixtures/portraits").join(name);
+/// A fetched file under the repository, or a failure naming the command that fetches it.
+fn fetched(path: &str, fetch: &str) -> PathBuf {
+    let path = root().join(path);
     assert!(
         path.exists(),
-        "{} is missing; run `cargo xtask fetch-portraits`",
+        "{} is missing; run `cargo xtask {fetch}`",
         path.display()
     );
     path
+}
+
+fn portrait(name: &str) -> PathBuf {
+    fetched(
+        &format!("tests/fixtures/portraits/{name}"),
+        "fetch-portraits",
+    )
 }
 
 fn s(path: &Path) -> &str {
@@ -459,13 +467,7 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
 }
 
 fn root_models(file: &str) -> PathBuf {
-    let path = root().join("models").join(file);
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo xtask fetch-models`",
-        path.display()
-    );
-    path
+    fetched(&format!("models/{file}"), "fetch-models")
 }
 
 #[test]
