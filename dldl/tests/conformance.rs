@@ -1,0 +1,94 @@
+//! The native CPU backend against the recorded conformance results
+//! (`tests/fixtures/reference/conformance.json`), which the browser's backends are checked
+//! against too (`web/tests/browser.rs`). `DLDL_WRITE_CONFORMANCE=1` rewrites the file from this
+//! machine instead (after a deliberate change to the pipeline or the networks).
+//!
+//! Needs `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by `cargo xtask test`).
+
+use std::path::{Path, PathBuf};
+
+use dldl::{
+    blazeface::BlazeFace,
+    burn::tensor::Device,
+    conformance::{self, Results, Tolerances},
+    pretrained::PretrainedAgeNet,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn read(relative: &str, fetch: &str) -> Vec<u8> {
+    let path = root().join(relative);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fetch}` first", path.display()))
+}
+
+#[test]
+fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
+    let device = Device::flex();
+    let image = image::load_from_memory(&read(conformance::PORTRAIT, "fetch-portraits"))
+        .unwrap()
+        .to_rgb8();
+    let detector =
+        BlazeFace::from_onnx(&read(conformance::DETECTOR, "fetch-models"), &device).unwrap();
+    let age = PretrainedAgeNet::from_onnx(&read(conformance::AGE_NETWORK, "fetch-models"), &device)
+        .unwrap();
+    let fixture = root().join(conformance::FIXTURE);
+
+    if std::env::var_os("DLDL_WRITE_CONFORMANCE").is_some() {
+        let results = futures_lite::future::block_on(conformance::run(
+            &image, &detector, &age, None, &device,
+        ))
+        .unwrap();
+        let json = serde_json::to_string(&results).unwrap();
+        std::fs::write(&fixture, json + "\n").unwrap();
+        eprintln!("wrote {}", fixture.display());
+        return;
+    }
+
+    let reference: Results = serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    assert_eq!(reference.detections.len(), 1, "the portrait shows one face");
+    assert_eq!(reference.streams.len(), 1 + conformance::DLDL_STREAMS.len());
+    let results = futures_lite::future::block_on(conformance::run(
+        &image,
+        &detector,
+        &age,
+        Some(&reference),
+        &device,
+    ))
+    .unwrap();
+    let (differences, failures) = results.compare(&reference, &Tolerances::BROWSER);
+    eprintln!("native CPU against the recorded results: {differences:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The networks' outputs are not degenerate: the fixed weights give each DLDL stream a
+    // distribution that is neither one-hot nor flat.
+    for stream in &results.streams {
+        let top = stream.distribution.iter().copied().fold(0.0f32, f32::max);
+        assert!(
+            top > 1.5 / 101.0 && top < 0.99,
+            "{}: largest bin {top}",
+            stream.name
+        );
+    }
+}
+
+#[test]
+fn a_changed_result_is_caught() {
+    let reference: Results =
+        serde_json::from_slice(&std::fs::read(root().join(conformance::FIXTURE)).unwrap()).unwrap();
+    let mut changed = reference.clone();
+    changed.streams[1].distribution[40] += 2e-4;
+    changed.chip[100] = changed.chip[100].wrapping_add(3);
+    changed.regressions.samples[5] *= 1.01;
+    let (_, failures) = changed.compare(&reference, &Tolerances::BROWSER);
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("thin-age-net")));
+    assert!(failures.iter().any(|f| f.contains("chip")));
+    assert!(failures.iter().any(|f| f.contains("regressions")));
+    let (_, none) = reference.compare(&reference, &Tolerances::BROWSER);
+    assert!(none.is_empty(), "{none:?}");
+}

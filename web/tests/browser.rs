@@ -1,0 +1,100 @@
+//! The browser's backends against the native one, in headless Chromium (wasm-bindgen-test; run
+//! by `cargo xtask test`): the face pipeline's preprocessing, the detector, and each stream's
+//! forward pass on a fixed portrait must reproduce the native CPU backend's recorded results
+//! (`tests/fixtures/reference/conformance.json`) within `Tolerances::BROWSER`, on burn's CPU
+//! backend and on WebGPU; and the page's entry point, fed the portrait as RGBA like a canvas,
+//! must give the recorded pipeline's estimate.
+#![cfg(target_family = "wasm")]
+
+use dldl::{
+    blazeface::BlazeFace,
+    burn::tensor::Device,
+    conformance::{self, Results, Tolerances},
+    pretrained::PretrainedAgeNet,
+};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// The same files as `conformance::{PORTRAIT, DETECTOR, AGE_NETWORK, FIXTURE}`.
+const PORTRAIT: &[u8] = include_bytes!("../../tests/fixtures/portraits/astronaut.png");
+const DETECTOR: &[u8] = include_bytes!("../../models/blazeface/face_detection_short_range.onnx");
+const AGE_NETWORK: &[u8] = include_bytes!("../../models/age-v1.onnx");
+const FIXTURE: &str = include_str!("../../tests/fixtures/reference/conformance.json");
+
+fn reference() -> Results {
+    serde_json::from_str(FIXTURE).expect("the recorded conformance results parse")
+}
+
+async fn matches_the_native_results(device: Device, backend: &str) {
+    let image = image::load_from_memory(PORTRAIT).unwrap().to_rgb8();
+    let detector = BlazeFace::from_onnx(DETECTOR, &device).unwrap();
+    let age = PretrainedAgeNet::from_onnx(AGE_NETWORK, &device).unwrap();
+    let reference = reference();
+    let results = conformance::run(&image, &detector, &age, Some(&reference), &device)
+        .await
+        .unwrap();
+    let (differences, failures) = results.compare(&reference, &Tolerances::BROWSER);
+    console_log!("{backend} against the native CPU backend: {differences:?}");
+    assert!(
+        failures.is_empty(),
+        "{backend} differs from the native results:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_cpu_backend_reproduces_the_native_results() {
+    matches_the_native_results(Device::flex(), "CPU").await;
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_reproduces_the_native_results() {
+    let device = Device::wgpu_options().init_async().await.expect(
+        "Chromium runs with --enable-unsafe-webgpu (web/webdriver.json), so an adapter exists",
+    );
+    matches_the_native_results(device, "WebGPU").await;
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn the_page_entry_point_gives_the_recorded_estimate() {
+    let image = image::load_from_memory(PORTRAIT).unwrap().to_rgba8();
+    let (width, height) = image.dimensions();
+    let estimator = web::AgeEstimator::create(
+        DETECTOR.to_vec(),
+        AGE_NETWORK.to_vec(),
+        js_sys::Array::new().into(),
+        Vec::new(),
+        false,
+    )
+    .await
+    .map_err(JsValue::from)
+    .unwrap();
+    assert_eq!(estimator.backend(), "CPU");
+    assert_eq!(estimator.streams(), vec!["pretrained".to_string()]);
+    let faces = JsFuture::from(estimator.estimate(image.into_raw(), width, height, false))
+        .await
+        .unwrap();
+    let faces = js_sys::Array::from(&faces);
+    assert_eq!(faces.length(), 1);
+    let age = get(&get(&faces.get(0), "face"), "expected_age")
+        .as_f64()
+        .unwrap() as f32;
+    let recorded = reference().pipeline_expected_age;
+    console_log!("the page's estimate: {age:.4}, recorded natively: {recorded:.4}");
+    assert!(
+        (age - recorded).abs() <= Tolerances::BROWSER.years,
+        "the page estimates {age}, the native pipeline {recorded}"
+    );
+
+    // A frame of the wrong size is refused with a message, not a crash.
+    let refused = JsFuture::from(estimator.estimate(vec![0; 12], 4, 4, false)).await;
+    let message = format!("{:?}", refused.unwrap_err());
+    assert!(message.contains("needs 64 bytes"), "{message}");
+}

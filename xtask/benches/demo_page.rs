@@ -1,0 +1,176 @@
+//! The demo page's speed in headless Chromium, as a visitor gets it: the built page (`dist/`)
+//! served on 127.0.0.1 with a fake camera playing a public-domain portrait, once on WebGPU and
+//! once on burn's CPU fallback. Prints a table and writes `bench/DEMO_PAGE.md`: the wasm and
+//! weights sizes, the time to the first estimate, and the milliseconds per frame (median of the
+//! live frames after the first two).
+//!
+//! Run it with `cargo xtask bench-page` (which builds the page first).
+
+#[path = "../../tests/support/page.rs"]
+mod page;
+
+use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
+
+use serde_json::Value;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn gzip_size(path: &Path) -> Option<u64> {
+    let out = Command::new("gzip").arg("-9c").arg(path).output().ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
+}
+
+struct Run {
+    backend: String,
+    frames: usize,
+    first_estimate_ms: f64,
+    median_ms: f64,
+    fastest_ms: f64,
+    age: f64,
+}
+
+fn run(clip: &Path, frames: usize, extra: &[&str]) -> Run {
+    let report: Value = page::live_report_within(
+        page::built_page(),
+        clip,
+        &format!("&frames={frames}"),
+        extra,
+        Duration::from_secs(900),
+    );
+    let times: Vec<f64> = report["frameMs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    assert!(
+        times.len() >= 3,
+        "the page reported {} frames: {report:#}",
+        times.len()
+    );
+    let live = times[2..].to_vec();
+    Run {
+        backend: report["backend"]
+            .as_str()
+            .unwrap_or("?")
+            .split(" (")
+            .next()
+            .unwrap_or("?")
+            .to_string(),
+        frames: live.len(),
+        first_estimate_ms: report["firstEstimateMs"].as_f64().unwrap_or(f64::NAN),
+        fastest_ms: live.iter().copied().fold(f64::INFINITY, f64::min),
+        median_ms: median(live),
+        age: report["faces"][0]["expected_age"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    }
+}
+
+fn chromium_version() -> String {
+    page::chromium()
+        .and_then(|c| Command::new(c).arg("--version").output().ok())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that names something else skips this.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "demo_page".contains(f.as_str())) {
+        return;
+    }
+    let dist = page::built_page();
+    let wasm = std::fs::read_dir(&dist)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .expect("dist/ holds the page's wasm");
+    let wasm_size = std::fs::metadata(&wasm).unwrap().len();
+    let wasm_gzip = gzip_size(&wasm);
+    let weight = |relative: &str| std::fs::metadata(dist.join(relative)).map_or(0, |m| m.len());
+    let age_weights = weight("models/age-v1.onnx");
+    let detector_weights = weight("models/blazeface/face_detection_short_range.onnx");
+
+    let dir = tempfile::tempdir().unwrap();
+    let clip = page::portrait_clip(dir.path());
+    eprintln!("demo page benchmark: WebGPU (software in headless Chromium), 8 frames");
+    let gpu = run(&clip, 8, &["--enable-unsafe-webgpu"]);
+    eprintln!("demo page benchmark: CPU fallback, 30 frames");
+    let cpu = run(
+        &clip,
+        30,
+        &["--disable-gpu", "--disable-blink-features=WebGPU"],
+    );
+
+    let mut table = String::new();
+    writeln!(
+        table,
+        "| backend | first estimate after opening the page | ms per frame (median) | fastest frame | frames | estimate |"
+    )
+    .unwrap();
+    writeln!(table, "|---|---|---|---|---|---|").unwrap();
+    for r in [&gpu, &cpu] {
+        writeln!(
+            table,
+            "| {} | {:.1} s | {:.0} ({:.1} frames/s) | {:.0} ms | {} | {:.2} years |",
+            r.backend,
+            r.first_estimate_ms / 1000.0,
+            r.median_ms,
+            1000.0 / r.median_ms,
+            r.fastest_ms,
+            r.frames,
+            r.age
+        )
+        .unwrap();
+    }
+    let sizes = format!(
+        "| file | size |\n|---|---|\n| wasm | {}{} |\n| age network weights (`age-v1.onnx`) | {} |\n| detector weights (BlazeFace) | {} |\n",
+        mib(wasm_size),
+        wasm_gzip.map_or(String::new(), |g| format!(", {} gzip -9", mib(g))),
+        mib(age_weights),
+        mib(detector_weights),
+    );
+    let markdown = format!(
+        "# The demo page in headless Chromium\n\n\
+         Written by `cargo xtask bench-page` (`xtask/benches/demo_page.rs`) on {}, {}. The page is \
+         served on 127.0.0.1 with a fake camera playing a 512×512 public-domain portrait (one \
+         face); each frame runs detection, alignment, the pretrained stream on the chip and its \
+         mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
+         after the first two (the page's own timing of the estimate, drawing excluded).\n\n\
+         {table}\n{sizes}",
+        machine(),
+        chromium_version(),
+    );
+    print!("{markdown}");
+    let out = page::workspace_root().join("bench/DEMO_PAGE.md");
+    std::fs::write(&out, &markdown).unwrap();
+    eprintln!("wrote {}", out.display());
+}
