@@ -12,7 +12,8 @@ use dldl::{
     conformance::{self, Results, Tolerances},
     pretrained::PretrainedAgeNet,
 };
-use wasm_bindgen::JsValue;
+use image::RgbImage;
+use wasm_bindgen::{JsValue, prelude::wasm_bindgen};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -24,12 +25,47 @@ const DETECTOR: &[u8] = include_bytes!("../../models/blazeface/face_detection_sh
 const AGE_NETWORK: &[u8] = include_bytes!("../../models/age-v1.onnx");
 const FIXTURE: &str = include_str!("../../tests/fixtures/reference/conformance.json");
 
+// The browser decodes the portrait and a canvas gives its RGBA pixels, as on the page (PNG is
+// lossless and the portrait carries no colour profile, so these are the file's own values).
+#[wasm_bindgen(inline_js = "
+export async function canvas_rgba(bytes) {
+  const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }),
+    { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const pixels = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  return [bitmap.width, bitmap.height, new Uint8Array(pixels.buffer)];
+}")]
+extern "C" {
+    async fn canvas_rgba(bytes: &[u8]) -> JsValue;
+}
+
+/// The portrait as the page gets a frame: width, height and RGBA bytes.
+async fn portrait_rgba() -> (u32, u32, Vec<u8>) {
+    let decoded = js_sys::Array::from(&canvas_rgba(PORTRAIT).await);
+    let width = decoded.get(0).as_f64().unwrap() as u32;
+    let height = decoded.get(1).as_f64().unwrap() as u32;
+    let rgba = js_sys::Uint8Array::new(&decoded.get(2)).to_vec();
+    assert_eq!(rgba.len(), (width * height * 4) as usize);
+    (width, height, rgba)
+}
+
+async fn portrait_rgb() -> RgbImage {
+    let (width, height, rgba) = portrait_rgba().await;
+    let rgb = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    RgbImage::from_raw(width, height, rgb).unwrap()
+}
+
 fn reference() -> Results {
     serde_json::from_str(FIXTURE).expect("the recorded conformance results parse")
 }
 
 async fn matches_the_native_results(device: Device, backend: &str) {
-    let image = image::load_from_memory(PORTRAIT).unwrap().to_rgb8();
+    let image = portrait_rgb().await;
     let detector = BlazeFace::from_onnx(DETECTOR, &device).unwrap();
     let age = PretrainedAgeNet::from_onnx(AGE_NETWORK, &device).unwrap();
     let reference = reference();
@@ -64,8 +100,7 @@ fn get(value: &JsValue, key: &str) -> JsValue {
 
 #[wasm_bindgen_test]
 async fn the_page_entry_point_gives_the_recorded_estimate() {
-    let image = image::load_from_memory(PORTRAIT).unwrap().to_rgba8();
-    let (width, height) = image.dimensions();
+    let (width, height, rgba) = portrait_rgba().await;
     let estimator = web::AgeEstimator::create(
         DETECTOR.to_vec(),
         AGE_NETWORK.to_vec(),
@@ -78,7 +113,7 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
     .unwrap();
     assert_eq!(estimator.backend(), "CPU");
     assert_eq!(estimator.streams(), vec!["pretrained".to_string()]);
-    let faces = JsFuture::from(estimator.estimate(image.into_raw(), width, height, false))
+    let faces = JsFuture::from(estimator.estimate(rgba, width, height, false))
         .await
         .unwrap();
     let faces = js_sys::Array::from(&faces);

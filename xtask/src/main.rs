@@ -313,8 +313,6 @@ fn test() -> Result<()> {
         "--tests",
         "--target",
         WASM_TARGET,
-        "--profile",
-        "web",
         "--",
         "-D",
         "warnings",
