@@ -2,10 +2,13 @@
 //! served on 127.0.0.1 with a fake camera playing a public-domain portrait, once on WebGPU and
 //! once on burn's CPU fallback. Prints a table and writes `bench/DEMO_PAGE.md`: the wasm and
 //! weights sizes, the time to the first estimate, and the milliseconds per frame (median of the
-//! live frames after the first two).
+//! live frames after the first two). Then it saves a screenshot of the whole page, once the live
+//! estimate has settled, as `docs/demo-page.jpg` (through chromedriver).
 //!
 //! Run it with `cargo xtask bench-page` (which builds the page first).
 
+#[path = "../src/machine.rs"]
+mod machine;
 #[path = "../../tests/support/page.rs"]
 mod page;
 
@@ -83,20 +86,6 @@ fn chromium_version() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a filter that names something else skips this.
     let filters: Vec<String> = std::env::args()
@@ -166,11 +155,140 @@ fn main() {
          mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
          after the first two (the page's own timing of the estimate, drawing excluded).\n\n\
          {table}\n{sizes}",
-        machine(),
+        machine::machine(),
         chromium_version(),
     );
     print!("{markdown}");
     let out = page::workspace_root().join("bench/DEMO_PAGE.md");
     std::fs::write(&out, &markdown).unwrap();
     eprintln!("wrote {}", out.display());
+
+    match screenshot(&clip) {
+        Ok(path) => eprintln!("wrote {}", path.display()),
+        Err(e) => eprintln!("no screenshot of the whole page: {e}"),
+    }
+}
+
+/// A WebDriver call to chromedriver: `method` on `path` with a JSON body; the answer's `value`.
+fn webdriver(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    let url = format!("{base}{path}");
+    let request = ureq::request(method, &url).timeout(Duration::from_secs(120));
+    let response = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    }
+    .map_err(|e| format!("{method} {path}: {e}"))?;
+    let answer: Value = response
+        .into_json()
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    Ok(answer["value"].clone())
+}
+
+/// The whole page in headless Chromium (through chromedriver) once its live estimate has
+/// settled, on WebGPU, saved as `docs/demo-page.jpg` for the README.
+fn screenshot(clip: &Path) -> Result<std::path::PathBuf, String> {
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_string());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let mut chromedriver = Command::new(&driver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{driver}: {e} (install chromium-driver or set CHROMEDRIVER)"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let result = (|| {
+        let started = std::time::Instant::now();
+        while webdriver(&base, "GET", "/status", None).is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err("chromedriver did not start".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (address, _) = page::serve_folder(page::built_page());
+        let camera = format!("--use-file-for-fake-video-capture={}", clip.display());
+        let session = webdriver(
+            &base,
+            "POST",
+            "/session",
+            Some(serde_json::json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"args": [
+                    "--headless", "--no-sandbox", "--disable-dev-shm-usage",
+                    "--enable-unsafe-webgpu", "--use-fake-device-for-media-stream",
+                    "--use-fake-ui-for-media-stream", camera, "--window-size=1100,3000",
+                    "--hide-scrollbars",
+                ]},
+            }}})),
+        )?;
+        let id = session["sessionId"]
+            .as_str()
+            .ok_or("chromedriver started no session")?
+            .to_string();
+        let session = format!("/session/{id}");
+        let shot = (|| {
+            webdriver(
+                &base,
+                "POST",
+                &format!("{session}/url"),
+                Some(serde_json::json!({"url": format!("http://{address}/?start=camera")})),
+            )?;
+            // Settled: a few live frames with a face, so the smoothing shows.
+            let script = "return [document.getElementById('status').className, \
+                          document.getElementById('charts').children.length];";
+            let started = std::time::Instant::now();
+            let mut frames_with_face = 0;
+            while frames_with_face < 8 {
+                let state = webdriver(
+                    &base,
+                    "POST",
+                    &format!("{session}/execute/sync"),
+                    Some(serde_json::json!({"script": script, "args": []})),
+                )?;
+                if state[0] == "ok" && state[1].as_u64().unwrap_or(0) > 0 {
+                    frames_with_face += 1;
+                }
+                if started.elapsed() > Duration::from_secs(180) {
+                    return Err("the page showed no estimate within 180 s".to_string());
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            // Open "About the model", then measure the page's content.
+            let script = "document.getElementById('about').open = true; \
+                          return Math.ceil(document.body.getBoundingClientRect().bottom) + 24;";
+            let height = webdriver(
+                &base,
+                "POST",
+                &format!("{session}/execute/sync"),
+                Some(serde_json::json!({"script": script, "args": []})),
+            )?
+            .as_u64()
+            .unwrap_or(u64::MAX);
+            std::thread::sleep(Duration::from_secs(1));
+            let shot = webdriver(&base, "GET", &format!("{session}/screenshot"), None)?;
+            Ok((shot, height))
+        })();
+        let _ = webdriver(&base, "DELETE", &session, None);
+        let (shot, height) = shot?;
+        let png = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            shot.as_str().ok_or("no screenshot in the answer")?,
+        )
+        .map_err(|e| e.to_string())?;
+        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?;
+        // The window is taller than the page: keep the page.
+        let height = (height as u32).clamp(1, image.height());
+        let image = image.crop_imm(0, 0, image.width(), height);
+        let path = page::workspace_root().join("docs/demo-page.jpg");
+        image
+            .to_rgb8()
+            .save_with_format(&path, image::ImageFormat::Jpeg)
+            .map_err(|e| e.to_string())?;
+        Ok(path)
+    })();
+    let _ = chromedriver.kill();
+    let _ = chromedriver.wait();
+    result
 }

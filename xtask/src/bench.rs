@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{Result, cache_dir, cargo, fetch, workspace_root};
+use crate::{Result, cache_dir, cargo, fetch, machine::machine, workspace_root};
 
 const ONNXRUNTIME: &str = "onnxruntime==1.30.0";
 
@@ -54,20 +54,6 @@ fn json_output(what: &str, mut command: Command) -> Result<Value> {
         .find(|l| l.starts_with('{'))
         .unwrap_or_default();
     serde_json::from_str(line).map_err(|e| format!("{what} printed no JSON result ({e})"))
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores available")
 }
 
 pub fn bench() -> Result<()> {

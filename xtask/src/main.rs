@@ -65,6 +65,7 @@ fn usage() -> String {
 
 mod bench;
 mod fetch;
+mod machine;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -288,43 +289,30 @@ fn test() -> Result<()> {
     ]);
     run("clippy, native, warnings denied", clippy)?;
 
-    let mut clippy_wasm = cargo();
-    clippy_wasm.args([
-        "clippy",
-        "-p",
-        "dldl",
-        "-p",
-        "web",
-        "--target",
-        WASM_TARGET,
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run(
-        "clippy, wasm32 (dldl and web), warnings denied",
-        clippy_wasm,
-    )?;
-    let mut clippy_browser_tests = cargo();
-    clippy_browser_tests.args([
-        "clippy",
-        "-p",
-        "web",
-        "--tests",
-        "--target",
-        WASM_TARGET,
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run(
-        "clippy, the browser tests (wasm32), warnings denied",
-        clippy_browser_tests,
-    )?;
-
-    // The face pipeline's tests read the public-domain portraits (and the weights, which
-    // building the page fetches).
+    // The browser tests embed the weights and a portrait, so fetch them before clippy reads
+    // those tests; the face pipeline's native tests read them too.
+    fetch::fetch_models()?;
     fetch::fetch_portraits()?;
+    for (what, packages) in [
+        (
+            "clippy, wasm32 (dldl and web), warnings denied",
+            &["-p", "dldl", "-p", "web"][..],
+        ),
+        (
+            "clippy, the browser tests (wasm32), warnings denied",
+            &["-p", "web", "--tests"][..],
+        ),
+    ] {
+        let mut clippy_wasm = cargo();
+        clippy_wasm.arg("clippy").args(packages).args([
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        run(what, clippy_wasm)?;
+    }
 
     // The end-to-end test of the page needs it built and a browser.
     demo(true)?;
