@@ -44,6 +44,16 @@ pub const CHIP_SIZE: usize = pretrained::CHIP_SIZE;
 /// The DLDL networks checked besides the pretrained one.
 pub const DLDL_STREAMS: [Architecture; 2] = [Architecture::ThinAgeNet, Architecture::TinyAgeNet];
 
+/// The larger of two differences, where a NaN (a backend that produced NaN) counts as infinitely
+/// large instead of being skipped as `f32::max` and `f64::max` skip it.
+fn worst(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::INFINITY
+    } else {
+        a.max(b)
+    }
+}
+
 /// A long vector summarised: its length, mean, mean absolute value and every `every`-th value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Values {
@@ -89,7 +99,7 @@ impl Values {
                 relative(self.mean, reference.mean),
                 relative(self.mean_abs, reference.mean_abs),
             ])
-            .fold(0.0, f64::max))
+            .fold(0.0, worst))
     }
 }
 
@@ -123,8 +133,9 @@ pub struct Results {
     /// The strongest face's aligned 64×64 RGB chip.
     pub chip: Vec<u8>,
     pub streams: Vec<StreamResult>,
-    /// The whole pipeline as the page runs it by default (the pretrained stream on the chip and
-    /// its mirror image): the strongest face's expected age.
+    /// The rest of the pipeline as the page runs it by default on the faces found (alignment, the
+    /// pretrained stream on the chip and its mirror image, fusion): the strongest face's
+    /// expected age.
     pub pipeline_expected_age: f32,
 }
 
@@ -231,7 +242,7 @@ impl Results {
                     &theirs.input,
                     tolerances.input,
                 );
-                d.stream_input = d.stream_input.max(difference);
+                d.stream_input = worst(d.stream_input, difference);
             }
         }
 
@@ -250,9 +261,12 @@ impl Results {
                     .zip(theirs.keypoints.iter().flatten()),
             );
             for (a, b) in coordinates {
-                d.pixels = d.pixels.max((a - b).abs());
+                d.pixels = worst(f64::from(d.pixels), f64::from((a - b).abs())) as f32;
             }
-            d.score = d.score.max((ours.score - theirs.score).abs());
+            d.score = worst(
+                f64::from(d.score),
+                f64::from((ours.score - theirs.score).abs()),
+            ) as f32;
         }
         if d.pixels > tolerances.pixels {
             failures.push(format!(
@@ -301,11 +315,11 @@ impl Results {
                 .distribution
                 .iter()
                 .zip(&theirs.distribution)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+                .map(|(a, b)| f64::from((a - b).abs()))
+                .fold(0.0, worst) as f32;
             let years = (ours.expected_age - theirs.expected_age).abs();
-            d.probability = d.probability.max(probability);
-            d.years = d.years.max(years);
+            d.probability = worst(f64::from(d.probability), f64::from(probability)) as f32;
+            d.years = worst(f64::from(d.years), f64::from(years)) as f32;
             if ours.distribution.len() != theirs.distribution.len()
                 || probability > tolerances.probability
                 || years > tolerances.years
@@ -446,8 +460,9 @@ pub async fn run(
         fusion: FusionRule::Arithmetic,
         flip: true,
     };
+    // The faces decoded above are the detector's; the pipeline takes them from there.
     let pipeline_expected_age = estimator
-        .estimate_async(image, device)
+        .estimate_faces_async(image, &faces, device)
         .await?
         .first()
         .map_or(f32::NAN, |face| face.expected_age);

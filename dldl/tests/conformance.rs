@@ -89,6 +89,12 @@ fn a_changed_result_is_caught() {
     assert!(failures.iter().any(|f| f.contains("thin-age-net")));
     assert!(failures.iter().any(|f| f.contains("chip")));
     assert!(failures.iter().any(|f| f.contains("regressions")));
+    // A backend that produces NaN fails rather than slipping past the maxima.
+    let mut nan = reference.clone();
+    nan.streams[0].distribution[3] = f32::NAN;
+    nan.detections[0].bbox[0] = f32::NAN;
+    let (_, failures) = nan.compare(&reference, &Tolerances::BROWSER);
+    assert_eq!(failures.len(), 2, "{failures:?}");
     let (_, none) = reference.compare(&reference, &Tolerances::BROWSER);
     assert!(none.is_empty(), "{none:?}");
 }
