@@ -177,20 +177,31 @@ fn ensure_chromium() -> Result<()> {
     {
         return Ok(());
     }
-    let hint =
-        "install Chromium (Debian: `apt-get install chromium`) or set CHROME to a Chrome binary";
+    apt_install(
+        "chromium",
+        "Chromium",
+        "install Chromium (Debian: `apt-get install chromium`) or set CHROME to a Chrome binary",
+    )
+}
+
+/// Installs a Debian package with `apt-get` (package lists updated first); `hint` says what to
+/// do by hand when that cannot be done.
+fn apt_install(package: &str, what: &str, hint: &str) -> Result<()> {
     if output("apt-get", &["--version"]).is_none() {
-        return Err(format!("no Chromium found; {hint}"));
+        return Err(format!("no {what} found; {hint}"));
     }
     let mut update = Command::new("apt-get");
     update.args(["update", "-qq"]);
     run("updating Debian's package lists", update).map_err(|e| format!("{e}; {hint}"))?;
     let mut install = Command::new("apt-get");
     install
-        .args(["install", "-y", "-qq", "chromium"])
+        .args(["install", "-y", "-qq", package])
         .env("DEBIAN_FRONTEND", "noninteractive");
-    run("installing Chromium (apt-get install chromium)", install)
-        .map_err(|e| format!("{e}; {hint}"))
+    run(
+        &format!("installing {what} (apt-get install {package})"),
+        install,
+    )
+    .map_err(|e| format!("{e}; {hint}"))
 }
 
 /// Debian's chromedriver (for wasm-bindgen-test in headless Chromium): `$CHROMEDRIVER`, else
@@ -204,20 +215,12 @@ fn ensure_chromedriver() -> Result<String> {
     if output("chromedriver", &["--version"]).is_some() {
         return Ok("chromedriver".to_string());
     }
-    let hint = "install the chromedriver that matches Chromium (Debian: `apt-get install \
-                chromium-driver`) or set CHROMEDRIVER to it";
-    if output("apt-get", &["--version"]).is_none() {
-        return Err(format!("no chromedriver found; {hint}"));
-    }
-    let mut install = Command::new("apt-get");
-    install
-        .args(["install", "-y", "-qq", "chromium-driver"])
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run(
-        "installing chromedriver (apt-get install chromium-driver)",
-        install,
-    )
-    .map_err(|e| format!("{e}; {hint}"))?;
+    apt_install(
+        "chromium-driver",
+        "chromedriver",
+        "install the chromedriver that matches Chromium (Debian: `apt-get install \
+         chromium-driver`) or set CHROMEDRIVER to it",
+    )?;
     Ok("chromedriver".to_string())
 }
 
