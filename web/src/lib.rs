@@ -37,6 +37,16 @@ pub fn std_dev(distribution: Vec<f32>) -> Result<f32, JsError> {
     dldl::distribution::std_dev(&distribution).map_err(js_error)
 }
 
+/// An RGBA frame as a canvas gives it (`width·height·4` bytes) as an RGB image; `None` when the
+/// bytes do not fill it.
+pub fn rgba_to_rgb(rgba: &[u8], width: u32, height: u32) -> Option<RgbImage> {
+    let rgb = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    RgbImage::from_raw(width, height, rgb)
+}
+
 struct State {
     estimator: Estimator,
     device: Device,
@@ -155,11 +165,7 @@ impl AgeEstimator {
                     rgba.len()
                 )));
             }
-            let rgb: Vec<u8> = rgba
-                .chunks_exact(4)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect();
-            let image = RgbImage::from_raw(width, height, rgb)
+            let image = rgba_to_rgb(&rgba, width, height)
                 .ok_or_else(|| error("the frame is empty".into()))?;
             let faces = state
                 .estimator

@@ -53,11 +53,7 @@ async fn portrait_rgba() -> (u32, u32, Vec<u8>) {
 
 async fn portrait_rgb() -> RgbImage {
     let (width, height, rgba) = portrait_rgba().await;
-    let rgb = rgba
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
-    RgbImage::from_raw(width, height, rgb).unwrap()
+    web::rgba_to_rgb(&rgba, width, height).unwrap()
 }
 
 fn reference() -> Results {
