@@ -1,20 +1,36 @@
 //! End to end: the built demo page (`dist/`, from `cargo xtask demo --build-only`) served on
-//! 127.0.0.1 and opened in Debian's headless Chromium:
+//! 127.0.0.1 by the demo's own server and opened in Debian's headless Chromium:
+//! - the README's first command itself, `cargo xtask demo`, serves a page that starts and shows
+//!   a live estimate, as a visitor sees it (through chromedriver);
 //! - it computes a label distribution with the `dldl` crate compiled to WebAssembly;
 //! - with a fake camera playing a public-domain portrait, it reaches a live estimate of one face
-//!   on WebGPU, and on the CPU backend when WebGPU is unavailable, and the two agree.
+//!   on WebGPU, and on the CPU backend when WebGPU is unavailable, and the two agree;
+//! - exported streams join the fusion; damaged ones are said, file by file, and left out;
+//! - a server that answers missing files with the page itself does not stop it.
 
 #[path = "support/page.rs"]
 mod page;
 
 use std::{
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, MutexGuard, mpsc},
     time::{Duration, Instant},
 };
 
-use page::{built_page, live_report, live_report_from, open, portrait_clip, serve_dist};
+use page::{
+    Browser, Seen, built_page, live_report, live_report_from, open, portrait_clip, serve_dist,
+    workspace_root,
+};
 use serde_json::Value;
+
+/// `cargo xtask demo` rebuilds `dist/`, which the other tests serve: one at a time.
+static DIST: Mutex<()> = Mutex::new(());
+
+fn dist_lock() -> MutexGuard<'static, ()> {
+    DIST.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The text of `<output id="ID">` in a dumped DOM.
 fn output_value(dom: &str, id: &str) -> Option<f64> {
@@ -26,6 +42,7 @@ fn output_value(dom: &str, id: &str) -> Option<f64> {
 
 #[test]
 fn the_page_computes_a_label_distribution_in_webassembly() {
+    let _dist = dist_lock();
     let (address, _) = serve_dist();
     let profile = tempfile::tempdir().unwrap();
     let mut child = open(
@@ -52,6 +69,16 @@ fn the_page_computes_a_label_distribution_in_webassembly() {
     let std = output_value(&dom, "std").expect("standard deviation shown");
     assert!((mean - 34.0).abs() < 0.01, "E[age] {mean}");
     assert!((std - 4.0).abs() < 0.01, "σ {std}");
+}
+
+/// What the page said: its errors and notes, one line each.
+fn said(report: &Value) -> Vec<&str> {
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 fn save_screenshot(report: &Value, name: &str) -> PathBuf {
@@ -105,6 +132,7 @@ fn one_live_face(report: &Value, what: &str) -> f64 {
 
 #[test]
 fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
+    let _dist = dist_lock();
     let dir = tempfile::tempdir().unwrap();
     let clip = portrait_clip(dir.path());
 
@@ -220,7 +248,10 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
         "--quiet",
     ]);
     let page = dir.path().join("page");
-    copy_tree(&built_page(), &page);
+    {
+        let _dist = dist_lock();
+        copy_tree(&built_page(), &page);
+    }
     run_trainer(&[
         "export",
         "--model",
@@ -233,6 +264,40 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
         "--device",
         "cpu",
     ]);
+
+    // Beside it, exported streams that cannot run: the page must say so, file by file, and go
+    // on with the streams that loaded.
+    let streams = page.join("models/streams");
+    let html = std::fs::read(page.join("index.html")).unwrap();
+    let good = streams.join("test-synthetic");
+    for broken in ["html-card", "short-weights", "html-weights"] {
+        copy_tree(&good, &streams.join(broken));
+    }
+    std::fs::write(streams.join("html-card/stream.json"), &html).unwrap();
+    let weights = std::fs::read(good.join("weights.bpk")).unwrap();
+    std::fs::write(
+        streams.join("short-weights/weights.bpk"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(streams.join("html-weights/weights.bpk"), &html).unwrap();
+    let mut card: Value =
+        serde_json::from_slice(&std::fs::read(good.join("stream.json")).unwrap()).unwrap();
+    assert!(
+        card["weights_bytes"].as_u64() == Some(weights.len() as u64),
+        "export records the weights' size: {card:#}"
+    );
+    card.as_object_mut().unwrap().remove("weights_bytes");
+    std::fs::write(
+        streams.join("html-weights/stream.json"),
+        serde_json::to_vec(&card).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        streams.join("index.json"),
+        r#"{"streams": ["no-card", "test-synthetic", "html-card", "short-weights", "html-weights"]}"#,
+    )
+    .unwrap();
 
     let clip = portrait_clip(dir.path());
     let report = live_report_from(
@@ -258,4 +323,254 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
         "the fused estimate {fused:.2} lies outside the streams' {ages:?}"
     );
     save_screenshot(&report, "demo-two-streams.png");
+
+    let said = said(&report);
+    for (file, what) in [
+        ("models/streams/no-card/stream.json", "is missing"),
+        ("models/streams/html-card/stream.json", "is missing"),
+        ("models/streams/short-weights/weights.bpk", "arrived short"),
+        ("models/streams/html-weights/weights.bpk", "HTML"),
+    ] {
+        let folder = file.split('/').nth(2).unwrap();
+        assert!(
+            said.iter().any(|m| m.starts_with(file)
+                && m.contains(what)
+                && m.contains(&format!("trainer export --name {folder}"))),
+            "the page should say that {file} {what}, and what to run: {said:#?}"
+        );
+    }
+}
+
+/// A server that answers every missing file with the page itself (as `trunk serve` does) hands
+/// the page HTML for `models/streams/index.json`: the page must take it for what it is, no
+/// exported stream, and start.
+#[test]
+fn an_html_page_in_place_of_the_stream_index_is_no_exported_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("page");
+    {
+        let _dist = dist_lock();
+        copy_tree(&built_page(), &page);
+    }
+    let streams = page.join("models/streams");
+    let _ = std::fs::remove_dir_all(&streams);
+    std::fs::create_dir_all(&streams).unwrap();
+    std::fs::copy(page.join("index.html"), streams.join("index.json")).unwrap();
+    let clip = portrait_clip(dir.path());
+    let report = live_report_from(
+        page,
+        &clip,
+        "",
+        &["--disable-gpu", "--disable-blink-features=WebGPU"],
+    );
+    one_live_face(&report, "HTML for the stream index");
+    let said = said(&report);
+    assert!(
+        said.iter().all(|m| m.contains("WebGPU")),
+        "only the missing WebGPU may be said: {said:#?}"
+    );
+}
+
+/// A free port on 127.0.0.1 (free when asked; the demo binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cargo xtask demo --port PORT`, run as the README says, with everything it prints kept.
+/// Dropped, it stops the server by its process id.
+struct Demo {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    served: mpsc::Receiver<(String, u32)>,
+    server_pid: Option<u32>,
+}
+
+/// The address and process id in the line `cargo xtask demo` prints once it serves the page:
+/// "xtask: the demo page is at http://127.0.0.1:PORT/ (served from dist/ by process PID; …".
+fn served_at(line: &str) -> Option<(String, u32)> {
+    let rest = line.strip_prefix("xtask: the demo page is at ")?;
+    let url = rest.split_whitespace().next()?.to_string();
+    let pid = rest.split("by process ").nth(1)?;
+    let pid = pid[..pid.find(|c: char| !c.is_ascii_digit())?]
+        .parse()
+        .ok()?;
+    Some((url, pid))
+}
+
+impl Demo {
+    fn start(port: u16) -> Demo {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut child = Command::new(cargo)
+            .args(["xtask", "demo", "--port", &port.to_string()])
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cargo runs");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (found, served) = mpsc::channel();
+        let streams: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for stream in streams {
+            let (output, found) = (Arc::clone(&output), found.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(at) = served_at(&line) {
+                        let _ = found.send(at);
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        Demo {
+            child,
+            output,
+            served,
+            server_pid: None,
+        }
+    }
+
+    fn printed(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// The page's address once the command serves it (building first when needed).
+    fn wait_until_served(&mut self, timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Ok((url, pid)) = self.served.recv_timeout(Duration::from_millis(500)) {
+                self.server_pid = Some(pid);
+                return url;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "`cargo xtask demo` ended ({status}) without serving the page:\n{}",
+                    self.printed()
+                );
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "`cargo xtask demo` did not serve the page within {timeout:?}:\n{}",
+                self.printed()
+            );
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // By the process id the command printed (cargo runs the task in its own process on
+        // Unix, so it is this child; elsewhere it is a child of it).
+        if let Some(pid) = self.server_pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// "1 face: 75.3 ± 9.8 years": the estimate and its spread.
+fn one_face_in_status(status: &str) -> Option<(f64, f64)> {
+    let rest = status.strip_prefix("1 face: ")?.strip_suffix(" years")?;
+    let (age, sigma) = rest.split_once(" ± ")?;
+    Some((age.parse().ok()?, sigma.parse().ok()?))
+}
+
+/// The README's first command, run as a new user runs it on a fresh clone (no exported
+/// streams): `cargo xtask demo` builds the page and serves it, and headless Chromium, with a
+/// fake camera playing a portrait, shows what a visitor checks: one face with an estimate in the
+/// status line, the backend named, no error.
+#[test]
+fn cargo_xtask_demo_serves_a_page_that_starts_and_estimates() {
+    let _dist = dist_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
+    let mut demo = Demo::start(free_port());
+    let url = demo.wait_until_served(Duration::from_secs(40 * 60));
+    assert_eq!(
+        demo.server_pid,
+        Some(demo.child.id()),
+        "the page should be served by the process `cargo xtask demo` became:\n{}",
+        demo.printed()
+    );
+    let missing = ureq::get(&format!("{url}models/streams/index.json")).call();
+    assert!(
+        matches!(missing, Err(ureq::Error::Status(404, _))),
+        "a missing file must be a 404, got {missing:?}"
+    );
+
+    let browser = Browser::start(&[
+        "--enable-unsafe-webgpu".to_string(),
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ])
+    .unwrap();
+    browser.open(&format!("{url}?start=camera")).unwrap();
+    let started = Instant::now();
+    let seen = loop {
+        let seen = Seen::of(&browser).unwrap();
+        if one_face_in_status(&seen.status).is_some()
+            || seen.status_class == "error"
+            || !seen.errors().is_empty()
+            || started.elapsed() > Duration::from_secs(300)
+        {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    if let Ok(png) = browser.screenshot() {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-command.png");
+        let _ = std::fs::write(&path, png);
+        eprintln!("screenshot: {}", path.display());
+    }
+    assert!(
+        seen.errors().is_empty() && seen.status_class != "error",
+        "the page shows an error: {seen:#?}"
+    );
+    let (age, sigma) = one_face_in_status(&seen.status)
+        .unwrap_or_else(|| panic!("no face with an estimate after 300 s: {seen:#?}"));
+    assert!((1.0..=100.0).contains(&age) && sigma > 0.0, "{seen:#?}");
+    assert!(
+        seen.backend == "WebGPU" || seen.backend.starts_with("CPU"),
+        "the backend is not named: {seen:#?}"
+    );
+    eprintln!(
+        "`cargo xtask demo`: {} on {} after {:.1} s",
+        seen.status,
+        seen.backend,
+        started.elapsed().as_secs_f64()
+    );
+
+    drop(browser);
+    drop(demo);
+    assert!(
+        ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .is_err(),
+        "the server still answers after it was stopped"
+    );
+}
+
+#[test]
+fn the_servers_targets_map_to_files_inside_the_page_only() {
+    use page::serve::file_for;
+    let root = Path::new("/srv/page");
+    assert_eq!(file_for(root, "/"), Some(root.join("index.html")));
+    assert_eq!(
+        file_for(root, "/models/streams/index.json?x=1"),
+        Some(root.join("models/streams/index.json"))
+    );
+    assert_eq!(file_for(root, "/a%20b.js"), Some(root.join("a b.js")));
+    assert_eq!(file_for(root, "/../etc/passwd"), None);
+    assert_eq!(file_for(root, "/models/%2e%2e/%2e%2e/x"), None);
+    assert_eq!(file_for(root, "/bad%zz"), None);
 }

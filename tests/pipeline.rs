@@ -426,7 +426,11 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
     // Export the KL stream into a model folder of its own; predict picks it up.
     let models = dir.path().join("models");
     fs::create_dir_all(models.join("blazeface")).unwrap();
-    for file in ["age-v1.onnx", "blazeface/face_detection_short_range.onnx"] {
+    for file in [
+        "age-v1.onnx",
+        "face_landmarks_5.bin",
+        "blazeface/face_detection_short_range.onnx",
+    ] {
         fs::copy(root_models(file), models.join(file)).unwrap();
     }
     let (stdout, _) = ok(&[

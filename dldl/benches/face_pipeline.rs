@@ -1,5 +1,6 @@
 //! Speed of the face pipeline on burn's CPU backend: the pretrained stream's forward pass at batch
-//! 1 and 32, and the detector and the whole pipeline per 640×480 frame. Prints one JSON object;
+//! 1 and 32, the detector and the whole pipeline per 640×480 frame, and the landmark step per
+//! face. Prints one JSON object;
 //! `cargo xtask bench` runs this beside ONNX Runtime on the same ONNX file and records both.
 //!
 //! Reads `models/` (run `cargo xtask fetch-models`) and the astronaut portrait (`cargo xtask
@@ -13,8 +14,9 @@ use std::{
 use dldl::{
     blazeface::BlazeFace,
     burn::tensor::{Device, Tensor},
-    face::{Estimator, Stream},
+    face::{self, Estimator, Stream},
     fusion::FusionRule,
+    landmarks::{self, ShapePredictor},
     pretrained::{CHIP_SIZE, PretrainedAgeNet},
 };
 use image::{Rgb, RgbImage};
@@ -76,8 +78,19 @@ fn main() {
     let detect = median_seconds(budget, || {
         detector.detect(&frame, &device).unwrap();
     });
+    let predictor = ShapePredictor::from_bytes(&read(
+        &root.join("models").join(landmarks::COMPACT_FILE),
+        "fetch-models",
+    ))
+    .unwrap();
+    let detections = detector.detect(&frame, &device).unwrap();
+    let first = detections.first().expect("a face in the benchmark's frame");
+    let landmark_step = median_seconds(budget, || {
+        face::landmarks(&frame, first, &predictor).unwrap();
+    });
     let estimator = Estimator {
         detector,
+        landmarks: Some(predictor),
         streams: vec![Stream::pretrained(net)],
         fusion: FusionRule::Arithmetic,
         flip: true,
@@ -91,8 +104,9 @@ fn main() {
         "frame": "640x480",
         "faces_in_frame": faces,
         "detector_ms_per_frame": detect * 1e3,
+        "landmarks_ms_per_face": landmark_step * 1e3,
         "pipeline_ms_per_frame": pipeline * 1e3,
-        "pipeline_includes": "detection, alignment, pretrained stream on the chip and its mirror image, fusion",
+        "pipeline_includes": "detection, five landmarks, alignment, pretrained stream on the chip and its mirror image, fusion",
     });
     println!("{report}");
 }

@@ -1,11 +1,12 @@
-//! Face alignment: a similarity transform from the detected eyes onto dlib's face template, and
-//! the extraction of a square chip the way dlib's `extract_image_chip` does it.
+//! Face alignment: a similarity transform onto dlib's face template, and the extraction of a
+//! square chip the way dlib's `extract_image_chip` does it.
 //!
 //! The pretrained stream was trained on chips from `dlib.get_face_chip_details(shape, 64, 0.2)`,
 //! which fits dlib's five-point template (two corners of each eye and the base of the nose) to
-//! five detected landmarks. BlazeFace gives eye centres instead of eye corners, so the template's
-//! eye centres (the midpoints of its corner pairs) are mapped onto the detected eye centres; the
-//! chip is then cut exactly as dlib cuts it: a `chip_details` rectangle and angle, a 5×5 Gaussian
+//! five detected landmarks: [`align_landmarks`] does exactly that with the landmarks of
+//! [`crate::landmarks`]. The fallback, [`align_face`], maps the template's eye centres (the
+//! midpoints of its corner pairs) onto BlazeFace's eye centres. Either way the chip is cut
+//! exactly as dlib cuts it: a `chip_details` rectangle and angle, a 5×5 Gaussian
 //! image pyramid (`pyramid_down<2>`) when the chip shrinks the face by more than about two, and
 //! bilinear sampling that truncates to bytes and leaves pixels outside the image black.
 
@@ -294,6 +295,38 @@ pub fn extract_chip(image: &RgbImage, details: &ChipDetails) -> RgbImage {
         }
     }
     chip
+}
+
+/// dlib's `get_face_chip_details(shape, size, padding)` for five landmarks in the template's
+/// order: the similarity (Umeyama's least squares) from the padded template to the landmarks.
+/// dlib's `full_object_detection` holds whole pixels; given whole pixels this is dlib's to the
+/// bit, and given finer landmarks it keeps them (rounding would only add up to half a pixel of
+/// noise). `None` when the landmarks coincide.
+pub fn landmark_chip_details(
+    landmarks: &[Point; 5],
+    size: usize,
+    padding: f64,
+) -> Option<ChipDetails> {
+    let from = template_in_chip(size, padding);
+    let (m, t) = crate::landmarks::similarity(&from, landmarks)?;
+    let transform = Similarity {
+        a: m[0][0],
+        b: m[1][0],
+        t,
+    };
+    (transform.a != 0.0 || transform.b != 0.0).then(|| ChipDetails::new(&transform, size))
+}
+
+/// The chip dlib cuts for five landmarks (`extract_image_chip(image,
+/// get_face_chip_details(shape, size, padding))`), or `None` when they coincide.
+pub fn align_landmarks(
+    image: &RgbImage,
+    landmarks: &[Point; 5],
+    size: usize,
+    padding: f64,
+) -> Option<RgbImage> {
+    let details = landmark_chip_details(landmarks, size, padding)?;
+    Some(extract_chip(image, &details))
 }
 
 /// The aligned chip of side `size` for a face whose subject's right and left eye centres are

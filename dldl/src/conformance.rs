@@ -1,6 +1,6 @@
 //! One fixed computation through the face pipeline — the detector's input, its raw output and
-//! decoded faces, the aligned chip, each stream's input and distribution — recorded so that two
-//! backends can be compared value by value.
+//! decoded faces, the five landmarks, the aligned chip, each stream's input and distribution —
+//! recorded so that two backends can be compared value by value.
 //!
 //! The native CPU backend's results on a public-domain portrait are kept in
 //! `tests/fixtures/reference/conformance.json` (written and re-checked by
@@ -24,8 +24,9 @@ use crate::{
     DldlError,
     blazeface::{self, BlazeFace},
     distribution::expected_age,
-    face::{Estimator, Stream, chip},
+    face::{Alignment, Estimator, Stream, aligned_chip, alignment},
     fusion::FusionRule,
+    landmarks::ShapePredictor,
     model::{AgeNet, AgeNetConfig, Architecture},
     preprocess::{Normalization, images_to_tensor},
     pretrained::{self, PretrainedAgeNet},
@@ -36,6 +37,7 @@ use crate::{
 pub const PORTRAIT: &str = "tests/fixtures/portraits/astronaut.png";
 pub const DETECTOR: &str = "models/blazeface/face_detection_short_range.onnx";
 pub const AGE_NETWORK: &str = "models/age-v1.onnx";
+pub const LANDMARKS: &str = "models/face_landmarks_5.bin";
 pub const FIXTURE: &str = "tests/fixtures/reference/conformance.json";
 
 /// Side of every stream's chip here (the pretrained network's size; small enough for a
@@ -130,6 +132,9 @@ pub struct Results {
     /// The detector's 896 × 16 raw regressions.
     pub regressions: Values,
     pub detections: Vec<Detection>,
+    /// The strongest face's five landmarks (image pixels); empty when they were not trusted.
+    #[serde(default)]
+    pub landmarks: Vec<[f32; 2]>,
     /// The strongest face's aligned 64×64 RGB chip.
     pub chip: Vec<u8>,
     pub streams: Vec<StreamResult>,
@@ -268,9 +273,24 @@ impl Results {
                 f64::from((ours.score - theirs.score).abs()),
             ) as f32;
         }
+        if self.landmarks.len() != reference.landmarks.len() {
+            failures.push(format!(
+                "{} landmarks found, the reference {}",
+                self.landmarks.len(),
+                reference.landmarks.len()
+            ));
+        }
+        for (a, b) in self
+            .landmarks
+            .iter()
+            .flatten()
+            .zip(reference.landmarks.iter().flatten())
+        {
+            d.pixels = worst(f64::from(d.pixels), f64::from((a - b).abs())) as f32;
+        }
         if d.pixels > tolerances.pixels {
             failures.push(format!(
-                "face boxes or keypoints differ by {:.3} px, allowed {}",
+                "face boxes, keypoints or landmarks differ by {:.3} px, allowed {}",
                 d.pixels, tolerances.pixels
             ));
         }
@@ -406,6 +426,7 @@ async fn stream(
 pub async fn run(
     image: &RgbImage,
     detector: &BlazeFace,
+    landmarks: &ShapePredictor,
     age: &PretrainedAgeNet,
     reference: Option<&Results>,
     device: &Device,
@@ -416,10 +437,17 @@ pub async fn run(
     let scores = read_async(scores).await?;
     let regressions = read_async(regressions).await?;
     let faces = detector.decode(&scores, &regressions, &letterbox);
-    let own_chip = faces
+    let aligned = faces
         .first()
-        .map(|face| chip(image, face, CHIP_SIZE).into_raw())
+        .map(|face| (face, alignment(image, face, Some(landmarks))));
+    let own_chip = aligned
+        .as_ref()
+        .map(|(face, how)| aligned_chip(image, face, how, CHIP_SIZE).into_raw())
         .unwrap_or_default();
+    let found_landmarks = match aligned.map(|(_, how)| how) {
+        Some(Alignment::Landmarks { points }) => points.to_vec(),
+        _ => Vec::new(),
+    };
     let stream_chip = match reference {
         Some(reference) => reference.chip.clone(),
         None => own_chip.clone(),
@@ -456,6 +484,7 @@ pub async fn run(
     }
     let estimator = Estimator {
         detector: detector.clone(),
+        landmarks: Some(landmarks.clone()),
         streams: vec![Stream::pretrained(age.clone())],
         fusion: FusionRule::Arithmetic,
         flip: true,
@@ -479,6 +508,7 @@ pub async fn run(
                 keypoints: f.keypoints,
             })
             .collect(),
+        landmarks: found_landmarks,
         chip: own_chip,
         streams,
     })

@@ -56,6 +56,10 @@ pub struct ExportedStream {
     pub validation: Option<MetricsReport>,
     /// Fusion weight (from `trainer fuse` when one was fitted, else 1).
     pub weight: f32,
+    /// The size of `weights.bpk` in bytes, so that a file that arrived short is told from a
+    /// damaged one (absent in cards written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_bytes: Option<u64>,
 }
 
 struct ToHalf;
@@ -90,6 +94,15 @@ pub fn load_stream(
         return Err(DldlError::WeightsMismatch(format!(
             "stream.json is `{}`, not `{FORMAT}`",
             card.format
+        )));
+    }
+    if let Some(expected) = card.weights_bytes
+        && expected != weights.len() as u64
+    {
+        return Err(DldlError::CorruptWeights(format!(
+            "{WEIGHTS_FILE} has {} bytes where {CARD_FILE} says {expected}: it arrived short or \
+             belongs to another export",
+            weights.len()
         )));
     }
     let model = card.model.init(device)?;

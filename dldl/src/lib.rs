@@ -14,6 +14,7 @@ pub mod exported;
 pub mod face;
 pub mod fusion;
 pub mod label;
+pub mod landmarks;
 pub mod loss;
 pub mod metrics;
 pub mod model;

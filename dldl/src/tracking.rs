@@ -171,6 +171,9 @@ mod tests {
             top_ages: Vec::new(),
             distribution,
             streams: Vec::new(),
+            alignment: crate::face::Alignment::Eyes {
+                reason: "a test face".into(),
+            },
         }
     }
 

@@ -11,6 +11,7 @@ use dldl::{
     blazeface::BlazeFace,
     burn::tensor::Device,
     conformance::{self, Results, Tolerances},
+    landmarks::ShapePredictor,
     pretrained::PretrainedAgeNet,
 };
 
@@ -37,11 +38,13 @@ fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
         BlazeFace::from_onnx(&read(conformance::DETECTOR, "fetch-models"), &device).unwrap();
     let age = PretrainedAgeNet::from_onnx(&read(conformance::AGE_NETWORK, "fetch-models"), &device)
         .unwrap();
+    let landmarks =
+        ShapePredictor::from_bytes(&read(conformance::LANDMARKS, "fetch-models")).unwrap();
     let fixture = root().join(conformance::FIXTURE);
 
     if std::env::var_os("DLDL_WRITE_CONFORMANCE").is_some() {
         let results = futures_lite::future::block_on(conformance::run(
-            &image, &detector, &age, None, &device,
+            &image, &detector, &landmarks, &age, None, &device,
         ))
         .unwrap();
         let json = serde_json::to_string(&results).unwrap();
@@ -52,10 +55,16 @@ fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
 
     let reference: Results = serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
     assert_eq!(reference.detections.len(), 1, "the portrait shows one face");
+    assert_eq!(
+        reference.landmarks.len(),
+        5,
+        "its five landmarks are trusted"
+    );
     assert_eq!(reference.streams.len(), 1 + conformance::DLDL_STREAMS.len());
     let results = futures_lite::future::block_on(conformance::run(
         &image,
         &detector,
+        &landmarks,
         &age,
         Some(&reference),
         &device,

@@ -2,87 +2,24 @@
 //! end-to-end tests (`tests/demo_page.rs`) and the page's benchmark (`xtask/benches/demo_page.rs`).
 #![allow(dead_code)]
 
+#[path = "../../xtask/src/serve.rs"]
+pub mod serve;
+
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc::{Receiver, Sender, channel},
-    time::Duration,
+    sync::mpsc::{Receiver, channel},
+    time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-pub fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript",
-        Some("wasm") => "application/wasm",
-        Some("css") => "text/css",
-        _ => "application/octet-stream",
-    }
-}
-
-/// Answers one request: a GET with the file under `root` it names; a POST to `/report` (the
-/// page's account of what it did) is handed to `reports`.
-pub fn serve(stream: TcpStream, root: &Path, reports: &Sender<String>) {
-    let mut reader = BufReader::new(&stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    if request_line.starts_with("POST /report") {
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_ok() {
-            let _ = reports.send(String::from_utf8_lossy(&body).into_owned());
-        }
-        let _ = (&stream).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-        return;
-    }
-    let mut stream = stream;
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let relative = target
-        .split('?')
-        .next()
-        .unwrap_or("/")
-        .trim_start_matches('/');
-    let relative = if relative.is_empty() {
-        "index.html"
-    } else {
-        relative
-    };
-    let path = root.join(relative);
-    let response = match (relative.contains(".."), std::fs::read(&path)) {
-        (false, Ok(body)) => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                content_type(&path),
-                body.len()
-            );
-            [head.into_bytes(), body].concat()
-        }
-        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-    };
-    let _ = stream.write_all(&response);
 }
 
 pub fn chromium() -> Option<String> {
@@ -116,19 +53,26 @@ pub fn built_page() -> PathBuf {
     dist
 }
 
-/// `root` served on 127.0.0.1: its address and the page's reports.
+/// `root` served on 127.0.0.1 by the demo's own server (`cargo xtask demo`'s): its address and
+/// the page's reports.
 pub fn serve_folder(dist: PathBuf) -> (SocketAddr, Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
     let (reports, received) = channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (root, reports) = (dist.clone(), reports.clone());
-            std::thread::spawn(move || serve(stream, &root, &reports));
-        }
-    });
+    let listener = serve::Listener::bind(0).unwrap();
+    let address = listener.address;
+    listener.serve(dist, Some(reports));
     (address, received)
 }
+
+/// Chromium's flags for every run here: headless, as root, nothing fetched from outside.
+pub const HEADLESS: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
 
 /// Starts headless Chromium on `url` with `extra` flags and a fresh profile. With
 /// `DEMO_PAGE_BROWSER_LOG` set, Chromium's log (with the page's console) goes to stderr.
@@ -138,15 +82,7 @@ pub fn open(url: &str, extra: &[&str], profile: &Path, stdout: Stdio) -> Child {
         "no Chromium found: install Debian's `chromium` (`cargo xtask test` does) or set CHROME",
     );
     Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
+        .args(HEADLESS)
         .args(extra)
         .args(log.then_some("--enable-logging=stderr"))
         .arg(format!("--user-data-dir={}", profile.display()))
@@ -251,4 +187,156 @@ pub fn portrait_clip(dir: &Path) -> PathBuf {
     let clip = dir.join("portrait.y4m");
     std::fs::write(&clip, y4m(&image, 20)).unwrap();
     clip
+}
+
+/// Headless Chromium driven through Debian's chromedriver (WebDriver), for what the page shows
+/// rather than what it reports: the status line, the messages, screenshots. Quits the browser
+/// and stops chromedriver when dropped.
+pub struct Browser {
+    chromedriver: Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with `args` added to the usual headless flags.
+    pub fn start(args: &[String]) -> Result<Browser, String> {
+        let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_string());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let chromedriver = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{driver}: {e} (install chromium-driver or set CHROMEDRIVER)"))?;
+        let mut browser = Browser {
+            chromedriver,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+        };
+        let started = Instant::now();
+        while browser.call("GET", "/status", None).is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err("chromedriver did not start within 20 s".to_string());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut flags: Vec<String> = HEADLESS.map(String::from).to_vec();
+        flags.extend_from_slice(args);
+        let mut options = json!({"args": flags});
+        if let Some(chrome) = chromium().filter(|c| c.contains('/')) {
+            options["binary"] = json!(chrome);
+        }
+        let session = browser.call(
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": options,
+            }}})),
+        )?;
+        browser.session = format!(
+            "/session/{}",
+            session["sessionId"]
+                .as_str()
+                .ok_or("chromedriver started no session")?
+        );
+        Ok(browser)
+    }
+
+    /// A WebDriver call: `method` on `path` with a JSON body; the answer's `value`.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let request = ureq::request(method, &url).timeout(Duration::from_secs(120));
+        let response = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        }
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+        let answer: Value = response
+            .into_json()
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        Ok(answer["value"].clone())
+    }
+
+    pub fn open(&self, url: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            &format!("{}/url", self.session),
+            Some(json!({ "url": url })),
+        )
+        .map(|_| ())
+    }
+
+    /// Runs `script` (a function body) in the page; its return value.
+    pub fn run(&self, script: &str) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &format!("{}/execute/sync", self.session),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// A PNG of the window.
+    pub fn screenshot(&self) -> Result<Vec<u8>, String> {
+        let shot = self.call("GET", &format!("{}/screenshot", self.session), None)?;
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            shot.as_str().ok_or("no screenshot in the answer")?,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.call("DELETE", &self.session.clone(), None);
+        }
+        let _ = self.chromedriver.kill();
+        let _ = self.chromedriver.wait();
+    }
+}
+
+/// What a visitor sees: the status line, the messages shown, the backend named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub status: String,
+    pub status_class: String,
+    /// The messages shown below the controls, with their class (`error` or `note`).
+    pub messages: Vec<(String, String)>,
+    pub backend: String,
+}
+
+impl Seen {
+    pub const SCRIPT: &str = "const $ = (id) => document.getElementById(id); \
+        return [$('status').textContent, $('status').className, \
+        Array.from(document.querySelectorAll('#message > *')).map((m) => [m.className, m.textContent]), \
+        $('backend').textContent];";
+
+    pub fn of(browser: &Browser) -> Result<Seen, String> {
+        let v = browser.run(Self::SCRIPT)?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Ok(Seen {
+            status: text(&v[0]),
+            status_class: text(&v[1]),
+            messages: v[2]
+                .as_array()
+                .map(|a| a.iter().map(|m| (text(&m[0]), text(&m[1]))).collect())
+                .unwrap_or_default(),
+            backend: text(&v[3]),
+        })
+    }
+
+    /// The messages shown as errors.
+    pub fn errors(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter(|(class, _)| class == "error")
+            .map(|(_, text)| text.as_str())
+            .collect()
+    }
 }

@@ -198,6 +198,9 @@ mod tests {
                 sigma: 5.0,
                 distribution,
             }],
+            alignment: dldl::face::Alignment::Eyes {
+                reason: "a test face".into(),
+            },
         }
     }
 

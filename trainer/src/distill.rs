@@ -127,7 +127,7 @@ fn teach(options: &DistillOptions, device: &Device) -> Result<(PathBuf, Option<P
             sigma: 0.0,
         })
         .collect();
-    let detector = predict::load_detector(&train.models, device)?;
+    let detector = predict::load_face_finder(&train.models, device)?;
     let age_path = train.models.join(predict::AGE_MODEL);
     let teacher = PretrainedAgeNet::from_onnx(
         &fs::read(&age_path).with_context(|| {

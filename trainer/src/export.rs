@@ -139,6 +139,7 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
         ),
         validation: loaded.card.validation.clone(),
         weight: options.weight,
+        weights_bytes: Some(half_bytes.len() as u64),
     };
     // Reload the f16 bytes exactly as the demo will, and compare.
     let reloaded = exported::load_stream(&card, half_bytes.clone(), device)?;
@@ -153,6 +154,7 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
         half_bytes
     } else {
         card.precision = Precision::F32;
+        card.weights_bytes = Some(f32_bytes.len() as u64);
         f32_bytes.clone()
     };
     let streams = options.models.join(exported::STREAMS_DIR);

@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dldl::{blazeface::BlazeFace, burn::tensor::Device, face};
+use dldl::{burn::tensor::Device, face::FaceFinder};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,13 @@ use crate::{
 };
 
 /// Bumped whenever the chips this module writes would change for the same settings.
-const PIPELINE_VERSION: u32 = 1;
+/// 1: chips aligned on BlazeFace's eyes; 2: cut from dlib's five landmarks, as dlib cuts them.
+pub const PIPELINE_VERSION: u32 = 2;
+/// What each pipeline version changed, for the note shown when a cache of an older one is met.
+const PIPELINE_CHANGES: &str = "version 2 cuts each chip from dlib's five landmarks (eye \
+                                corners and nose), as the pretrained network's chips were cut";
+/// Beside the chips in a cache folder: the pipeline version that wrote them.
+const PIPELINE_FILE: &str = "pipeline.json";
 
 /// What to do with an image in which the detector finds several faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,6 +67,40 @@ pub struct PreprocessReport {
     /// Images with several faces: left out, or their largest face kept, by the policy.
     pub several_faces: usize,
     pub unreadable: usize,
+    /// The pipeline version of chips already in the cache when it was older than this one's
+    /// (their images are aligned again).
+    pub older_pipeline: Option<u32>,
+}
+
+/// The pipeline version recorded in the cache folder when it is older than
+/// [`PIPELINE_VERSION`] (a cache of chips without the record counts as version 1); the record
+/// is brought up to date.
+fn older_pipeline(cache: &Path) -> Result<Option<u32>> {
+    let record = cache.join(PIPELINE_FILE);
+    let recorded = fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["version"].as_u64())
+        .map(|v| v as u32);
+    let has_chips = || {
+        fs::read_dir(cache).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+    };
+    let older = match recorded {
+        Some(v) if v < PIPELINE_VERSION => Some(v),
+        Some(_) => None,
+        None => has_chips().then_some(1),
+    };
+    if recorded != Some(PIPELINE_VERSION) {
+        atomic::write(
+            &record,
+            &serde_json::to_vec(&serde_json::json!({ "version": PIPELINE_VERSION }))?,
+        )?;
+    }
+    Ok(older)
 }
 
 impl PreprocessReport {
@@ -69,9 +109,17 @@ impl PreprocessReport {
             MultipleFaces::Skip => "left out",
             MultipleFaces::Largest => "largest kept",
         };
+        let redone = match self.older_pipeline {
+            Some(version) => format!(
+                "\n{what}: the face cache held chips of face pipeline version {version}; this is \
+                 version {PIPELINE_VERSION} ({PIPELINE_CHANGES}), so every image was aligned \
+                 again (the old chips stay until the cache folder is emptied)"
+            ),
+            None => String::new(),
+        };
         format!(
             "{what}: {} of {} images kept ({} from the cache, {} preprocessed now); \
-             no face: {}, several faces ({several}): {}, unreadable: {}",
+             no face: {}, several faces ({several}): {}, unreadable: {}{redone}",
             self.kept,
             self.images,
             self.cached,
@@ -140,7 +188,7 @@ fn preprocess_one(
     mode: FaceMode,
     size: usize,
     policy: MultipleFaces,
-    detector: Option<&BlazeFace>,
+    finder: Option<&FaceFinder>,
     device: &Device,
 ) -> Result<(Verdict, Option<image::RgbImage>)> {
     let image = decode_image(image_path)?;
@@ -148,8 +196,9 @@ fn preprocess_one(
         FaceMode::AsIs => Ok((Verdict::Chip, Some(square_resize(&image, size as u32)?))),
         FaceMode::Align => {
             let rgb = image.to_rgb8();
-            let detector = detector.context("aligning faces needs the face detector")?;
-            let mut faces = detector
+            let finder = finder.context("aligning faces needs the face detector")?;
+            let mut faces = finder
+                .detector
                 .detect(&rgb, device)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", image_path.display()))?;
             if faces.is_empty() {
@@ -167,7 +216,9 @@ fn preprocess_one(
             } else {
                 Verdict::Chip
             };
-            Ok((verdict, Some(face::chip(&rgb, &faces[0], size))))
+            // A face whose landmarks are not trusted is cut from its eyes, as predict does.
+            let (chip, _) = finder.chip(&rgb, &faces[0], size);
+            Ok((verdict, Some(chip)))
         }
     }
 }
@@ -177,20 +228,21 @@ pub fn preprocess(
     samples: &[Sample],
     mode: FaceMode,
     options: &PreprocessOptions,
-    detector: Option<&BlazeFace>,
+    finder: Option<&FaceFinder>,
     progress: &ProgressBar,
 ) -> Result<(Vec<Chip>, PreprocessReport)> {
-    if mode == FaceMode::Align && detector.is_none() {
+    if mode == FaceMode::Align && finder.is_none() {
         bail!("aligning faces needs the face detector");
     }
     fs::create_dir_all(&options.cache)
         .with_context(|| format!("cannot create the cache {}", options.cache.display()))?;
+    let older = older_pipeline(&options.cache)?;
     let cached = AtomicUsize::new(0);
     let results = crate::parallel::map_indexed(
         samples.len(),
         progress,
-        || (Device::flex(), detector.cloned()),
-        |(device, detector): &mut (Device, Option<BlazeFace>), i| -> Result<(Verdict, PathBuf)> {
+        || (Device::flex(), finder.cloned()),
+        |(device, finder): &mut (Device, Option<FaceFinder>), i| -> Result<(Verdict, PathBuf)> {
             let sample = &samples[i];
             let key = cache_key(&sample.path, mode, options)?;
             let chip_path = options.cache.join(format!("{key}.png"));
@@ -213,7 +265,7 @@ pub fn preprocess(
                 mode,
                 options.size,
                 options.multiple_faces,
-                detector.as_ref(),
+                finder.as_ref(),
                 device,
             )?;
             if let Some(chip) = chip {
@@ -229,6 +281,7 @@ pub fn preprocess(
     let mut report = PreprocessReport {
         images: samples.len(),
         cached: cached.load(Ordering::Relaxed),
+        older_pipeline: older,
         ..PreprocessReport::default()
     };
     report.processed = report.images - report.cached;
@@ -283,6 +336,30 @@ mod tests {
         image::RgbImage::from_pixel(20, 12, image::Rgb([shade, 40, 90]))
             .save(path)
             .unwrap();
+    }
+
+    #[test]
+    fn a_cache_of_an_older_face_pipeline_is_redone_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new, empty cache is no older pipeline's.
+        assert_eq!(older_pipeline(dir.path()).unwrap(), None);
+        // Chips without a record were written before the record existed: version 1.
+        let old = tempfile::tempdir().unwrap();
+        write_png(&old.path().join("0123456789abcdef.png"), 10);
+        assert_eq!(older_pipeline(old.path()).unwrap(), Some(1));
+        // The record is brought up to date, so the next run says nothing.
+        assert_eq!(older_pipeline(old.path()).unwrap(), None);
+        fs::write(old.path().join(PIPELINE_FILE), r#"{"version": 1}"#).unwrap();
+        assert_eq!(older_pipeline(old.path()).unwrap(), Some(1));
+        let report = PreprocessReport {
+            older_pipeline: Some(1),
+            ..PreprocessReport::default()
+        };
+        let summary = report.summary("train", MultipleFaces::Skip);
+        assert!(
+            summary.contains("version 1") && summary.contains("five landmarks"),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@ use dldl::{
     DldlError,
     blazeface::BlazeFace,
     burn::tensor::Device,
-    face::{Estimator, FaceEstimate, Network, Stream},
+    face::{Estimator, FaceEstimate, FaceFinder, Network, Stream},
     fusion::FusionRule,
+    landmarks::{self, ShapePredictor},
     pretrained::PretrainedAgeNet,
 };
 use serde::Serialize;
@@ -51,6 +52,25 @@ pub fn load_detector(models: &Path, device: &Device) -> Result<BlazeFace> {
     let detector_path = models.join(DETECTOR_MODEL);
     BlazeFace::from_onnx(&read_model(&detector_path)?, device)
         .map_err(|e| model_error(&detector_path, e))
+}
+
+/// Loads dlib's five-point landmark predictor (its compact form) from the model folder.
+pub fn load_landmarks(models: &Path) -> Result<ShapePredictor> {
+    let path = models.join(landmarks::COMPACT_FILE);
+    ShapePredictor::from_bytes(&read_model(&path)?).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; write it again with `cargo xtask fetch-models`",
+            path.display()
+        )
+    })
+}
+
+/// Loads the detector and the landmark predictor: what the face cache cuts chips with.
+pub fn load_face_finder(models: &Path, device: &Device) -> Result<FaceFinder> {
+    Ok(FaceFinder {
+        detector: load_detector(models, device)?,
+        landmarks: load_landmarks(models)?,
+    })
 }
 
 /// Loads the detector, the pretrained stream and the given trained streams.
@@ -101,6 +121,7 @@ pub fn estimator(
     }
     let estimator = Estimator {
         detector,
+        landmarks: Some(load_landmarks(models)?),
         streams: all,
         fusion,
         flip,
@@ -200,6 +221,9 @@ pub fn describe(result: &ImageResult) -> String {
             face.sigma,
             top.join(", ")
         );
+        if let dldl::face::Alignment::Eyes { reason } = &face.alignment {
+            text += &format!("    aligned on the eyes alone, less reliable: {reason}\n");
+        }
         for stream in &face.streams {
             text += &format!(
                 "    {}: {:.1} ± {:.1}\n",

@@ -349,7 +349,7 @@ pub fn load_sets_with_targets(
             );
         }
         if read.faces == FaceMode::Align && detector.is_none() {
-            detector = Some(predict::load_detector(&options.models, &Device::flex())?);
+            detector = Some(predict::load_face_finder(&options.models, &Device::flex())?);
         }
         let progress = bar(
             options.quiet,

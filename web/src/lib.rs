@@ -9,11 +9,12 @@ use dldl::{
     exported::{self, ExportedStream},
     face::{Estimator, Network, Stream},
     fusion::FusionRule,
+    landmarks::ShapePredictor,
     pretrained::PretrainedAgeNet,
     tracking::Tracker,
 };
 use image::RgbImage;
-use wasm_bindgen::prelude::*;
+use wasm_bindgen::{JsCast, prelude::*};
 
 fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
@@ -51,7 +52,40 @@ struct State {
     estimator: Estimator,
     device: Device,
     backend: String,
+    warnings: Vec<String>,
     tracker: RefCell<Tracker>,
+}
+
+/// One exported stream from the page's `{folder, card, weights}`, or the line saying why it
+/// cannot run.
+fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
+    let field = |key: &str| js_sys::Reflect::get(entry, &JsValue::from_str(key)).ok();
+    let folder = field("folder")
+        .and_then(|f| f.as_string())
+        .unwrap_or_else(|| "?".to_string());
+    let again =
+        format!("export it again with `trainer export --name {folder}`; the page runs without it");
+    let card: ExportedStream = field("card")
+        .ok_or_else(|| format!("models/streams/{folder}/stream.json is missing: {again}"))
+        .and_then(|card| {
+            serde_wasm_bindgen::from_value(card).map_err(|e| {
+                format!("models/streams/{folder}/stream.json is not a stream card ({e}): {again}")
+            })
+        })?;
+    let weights = field("weights")
+        .filter(|w| w.is_instance_of::<js_sys::Uint8Array>())
+        .map(|w| js_sys::Uint8Array::from(w).to_vec())
+        .ok_or_else(|| format!("models/streams/{folder}/weights.bpk is missing: {again}"))?;
+    let network = exported::load_stream(&card, weights, device).map_err(|e| {
+        format!("models/streams/{folder}/weights.bpk cannot be loaded ({e}): {again}")
+    })?;
+    Ok(Stream {
+        name: card.name,
+        network: Network::Dldl(network),
+        input_size: card.model.input_size,
+        normalization: card.model.normalization,
+        weight: card.weight,
+    })
 }
 
 /// The face pipeline in the page: BlazeFace, the pretrained stream, fusion and tracking.
@@ -80,45 +114,38 @@ async fn pick_device(webgpu: bool) -> (Device, String) {
 
 #[wasm_bindgen]
 impl AgeEstimator {
-    /// Builds the pipeline from the detector's and the age network's ONNX files, and the
-    /// streams `trainer export` wrote: `cards` is the array of their parsed `stream.json`,
-    /// `weights` their `weights.bpk` bytes in the same order. `webgpu` asks for the GPU; without
-    /// an adapter the CPU backend runs and `backend` says why.
+    /// Builds the pipeline from the detector's and the age network's ONNX files, the landmark
+    /// predictor (`models/face_landmarks_5.bin`), and the
+    /// streams `trainer export` wrote: `exported` is an array of `{folder, card, weights}` (the
+    /// stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
+    /// bytes). An exported stream that cannot be loaded is left out and said in `warnings`; the
+    /// others run. `webgpu` asks for the GPU; without an adapter the CPU backend runs and
+    /// `backend` says why.
     pub async fn create(
         detector: Vec<u8>,
+        landmarks: Vec<u8>,
         age: Vec<u8>,
-        cards: JsValue,
-        weights: Vec<js_sys::Uint8Array>,
+        exported: Vec<JsValue>,
         webgpu: bool,
     ) -> Result<AgeEstimator, JsError> {
-        let cards: Vec<ExportedStream> = serde_wasm_bindgen::from_value(cards)
-            .map_err(|e| js_error(format!("an exported stream's stream.json: {e}")))?;
-        if cards.len() != weights.len() {
-            return Err(js_error(format!(
-                "{} exported stream cards but {} weight files",
-                cards.len(),
-                weights.len()
-            )));
-        }
+        let landmarks = ShapePredictor::from_bytes(&landmarks)
+            .map_err(|e| js_error(format!("the landmark predictor: {e}")))?;
         let (device, backend) = pick_device(webgpu).await;
         let detector = BlazeFace::from_onnx(&detector, &device)
             .map_err(|e| js_error(format!("the face detector's weights: {e}")))?;
         let age = PretrainedAgeNet::from_onnx(&age, &device)
             .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
         let mut streams = vec![Stream::pretrained(age)];
-        for (card, bytes) in cards.into_iter().zip(weights) {
-            let network = exported::load_stream(&card, bytes.to_vec(), &device)
-                .map_err(|e| js_error(format!("the exported stream `{}`: {e}", card.name)))?;
-            streams.push(Stream {
-                name: card.name,
-                network: Network::Dldl(network),
-                input_size: card.model.input_size,
-                normalization: card.model.normalization,
-                weight: card.weight,
-            });
+        let mut warnings = Vec::new();
+        for entry in exported {
+            match exported_stream(&entry, &device) {
+                Ok(stream) => streams.push(stream),
+                Err(warning) => warnings.push(warning),
+            }
         }
         let estimator = Estimator {
             detector,
+            landmarks: Some(landmarks),
             streams,
             fusion: FusionRule::Arithmetic,
             flip: true,
@@ -127,11 +154,18 @@ impl AgeEstimator {
             estimator,
             device,
             backend,
+            warnings,
             tracker: RefCell::new(Tracker::default()),
         };
         Ok(AgeEstimator {
             state: Rc::new(state),
         })
+    }
+
+    /// The exported streams left out, one line each: the file, what is wrong, what to run.
+    #[wasm_bindgen(getter)]
+    pub fn warnings(&self) -> Vec<String> {
+        self.state.warnings.clone()
     }
 
     /// Which backend runs: "WebGPU", or "CPU" with the reason.
@@ -189,5 +223,45 @@ impl AgeEstimator {
     /// Forgets the tracked faces (for a new camera or a still photo).
     pub fn reset(&self) {
         self.state.tracker.borrow_mut().reset();
+    }
+
+    /// For the page's benchmark (`?time-landmarks=N`): resolves to the milliseconds per face of
+    /// the landmark step (the predictor from the upright and the turned box, and its checks) on
+    /// the first face of an RGBA frame, the mean of `runs` runs; `undefined` without a face.
+    #[wasm_bindgen(js_name = timeLandmarks)]
+    pub fn time_landmarks(
+        &self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        runs: u32,
+    ) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let nothing = Ok(JsValue::UNDEFINED);
+            let (Some(image), Some(predictor)) = (
+                rgba_to_rgb(&rgba, width, height),
+                state.estimator.landmarks.as_ref(),
+            ) else {
+                return nothing;
+            };
+            let detections = state
+                .estimator
+                .detector
+                .detect_async(&image, &state.device)
+                .await
+                .map_err(|e| JsValue::from(js_error(e)))?;
+            let Some(first) = detections.first() else {
+                return nothing;
+            };
+            let runs = runs.max(1);
+            let started = js_sys::Date::now();
+            for _ in 0..runs {
+                let _ = dldl::face::landmarks(&image, first, predictor);
+            }
+            Ok(JsValue::from_f64(
+                (js_sys::Date::now() - started) / f64::from(runs),
+            ))
+        })
     }
 }

@@ -10,6 +10,7 @@ use dldl::{
     blazeface::BlazeFace,
     burn::tensor::Device,
     conformance::{self, Results, Tolerances},
+    landmarks::ShapePredictor,
     pretrained::PretrainedAgeNet,
 };
 use image::RgbImage;
@@ -19,10 +20,11 @@ use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_config
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-// The same files as `conformance::{PORTRAIT, DETECTOR, AGE_NETWORK, FIXTURE}`.
+// The same files as `conformance::{PORTRAIT, DETECTOR, AGE_NETWORK, LANDMARKS, FIXTURE}`.
 const PORTRAIT: &[u8] = include_bytes!("../../tests/fixtures/portraits/astronaut.png");
 const DETECTOR: &[u8] = include_bytes!("../../models/blazeface/face_detection_short_range.onnx");
 const AGE_NETWORK: &[u8] = include_bytes!("../../models/age-v1.onnx");
+const LANDMARKS: &[u8] = include_bytes!("../../models/face_landmarks_5.bin");
 const FIXTURE: &str = include_str!("../../tests/fixtures/reference/conformance.json");
 
 // The browser decodes the portrait and a canvas gives its RGBA pixels, as on the page (PNG is
@@ -64,10 +66,18 @@ async fn matches_the_native_results(device: Device, backend: &str) {
     let image = portrait_rgb().await;
     let detector = BlazeFace::from_onnx(DETECTOR, &device).unwrap();
     let age = PretrainedAgeNet::from_onnx(AGE_NETWORK, &device).unwrap();
+    let landmarks = ShapePredictor::from_bytes(LANDMARKS).unwrap();
     let reference = reference();
-    let results = conformance::run(&image, &detector, &age, Some(&reference), &device)
-        .await
-        .unwrap();
+    let results = conformance::run(
+        &image,
+        &detector,
+        &landmarks,
+        &age,
+        Some(&reference),
+        &device,
+    )
+    .await
+    .unwrap();
     let (differences, failures) = results.compare(&reference, &Tolerances::BROWSER);
     console_log!("{backend} against the native CPU backend: {differences:?}");
     assert!(
@@ -99,8 +109,8 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
     let (width, height, rgba) = portrait_rgba().await;
     let estimator = web::AgeEstimator::create(
         DETECTOR.to_vec(),
+        LANDMARKS.to_vec(),
         AGE_NETWORK.to_vec(),
-        js_sys::Array::new().into(),
         Vec::new(),
         false,
     )

