@@ -143,11 +143,7 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
 
     // Without --enable-unsafe-webgpu headless Chromium offers no WebGPU: the page must say so and
     // fall back to burn's CPU backend.
-    let cpu = live_report(
-        &clip,
-        "",
-        &["--disable-gpu", "--disable-blink-features=WebGPU"],
-    );
+    let cpu = live_report(&clip, "", &page::NO_WEBGPU);
     assert!(
         cpu["backend"].as_str().unwrap().starts_with("CPU"),
         "{cpu:#}"
@@ -300,12 +296,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     .unwrap();
 
     let clip = portrait_clip(dir.path());
-    let report = live_report_from(
-        page,
-        &clip,
-        "",
-        &["--disable-gpu", "--disable-blink-features=WebGPU"],
-    );
+    let report = live_report_from(page, &clip, "", &page::NO_WEBGPU);
     let fused = one_live_face(&report, "two streams");
     let streams = report["faces"][0]["streams"].as_array().unwrap();
     let names: Vec<&str> = streams
@@ -357,12 +348,7 @@ fn an_html_page_in_place_of_the_stream_index_is_no_exported_stream() {
     std::fs::create_dir_all(&streams).unwrap();
     std::fs::copy(page.join("index.html"), streams.join("index.json")).unwrap();
     let clip = portrait_clip(dir.path());
-    let report = live_report_from(
-        page,
-        &clip,
-        "",
-        &["--disable-gpu", "--disable-blink-features=WebGPU"],
-    );
+    let report = live_report_from(page, &clip, "", &page::NO_WEBGPU);
     one_live_face(&report, "HTML for the stream index");
     let said = said(&report);
     assert!(

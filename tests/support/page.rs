@@ -74,6 +74,9 @@ pub const HEADLESS: [&str; 7] = [
     "--no-first-run",
 ];
 
+/// Chromium's flags for a browser without WebGPU: the page must fall back to burn's CPU backend.
+pub const NO_WEBGPU: [&str; 2] = ["--disable-gpu", "--disable-blink-features=WebGPU"];
+
 /// Starts headless Chromium on `url` with `extra` flags and a fresh profile. With
 /// `DEMO_PAGE_BROWSER_LOG` set, Chromium's log (with the page's console) goes to stderr.
 pub fn open(url: &str, extra: &[&str], profile: &Path, stdout: Stdio) -> Child {

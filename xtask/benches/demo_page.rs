@@ -116,11 +116,7 @@ fn main() {
     eprintln!("demo page benchmark: WebGPU (software in headless Chromium), 8 frames");
     let gpu = run(&clip, 8, &["--enable-unsafe-webgpu"]);
     eprintln!("demo page benchmark: CPU fallback, 30 frames");
-    let cpu = run(
-        &clip,
-        30,
-        &["--disable-gpu", "--disable-blink-features=WebGPU"],
-    );
+    let cpu = run(&clip, 30, &page::NO_WEBGPU);
 
     let mut table = String::new();
     writeln!(
