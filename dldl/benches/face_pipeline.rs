@@ -12,12 +12,12 @@ use std::{
 };
 
 use dldl::{
-    blazeface::BlazeFace,
     burn::tensor::{Device, Tensor},
-    face::{self, Estimator, Stream},
-    fusion::FusionRule,
-    landmarks::{self, ShapePredictor},
-    pretrained::{CHIP_SIZE, PretrainedAgeNet},
+    distribution::fusion::FusionRule,
+    face::detector::BlazeFace,
+    face::landmarks::{self, ShapePredictor},
+    face::pipeline::{self, Estimator, Stream},
+    networks::pretrained::{CHIP_SIZE, PretrainedAgeNet},
 };
 use image::{Rgb, RgbImage};
 
@@ -86,7 +86,7 @@ fn main() {
     let detections = detector.detect(&frame, &device).unwrap();
     let first = detections.first().expect("a face in the benchmark's frame");
     let landmark_step = median_seconds(budget, || {
-        face::landmarks(&frame, first, &predictor).unwrap();
+        pipeline::landmarks(&frame, first, &predictor).unwrap();
     });
     let estimator = Estimator {
         detector,

@@ -1,27 +1,23 @@
 //! Deep label distribution learning (DLDL) for apparent age.
 //!
-//! The shared crate of the trainer and the browser demo: label distributions over the integer
-//! ages `0..=100`, the DLDL / DLDL-v2 losses, the ChaLearn metrics, the VGG-style age networks,
-//! and the fusion of several streams' distributions. Everything here compiles for native targets
-//! and for `wasm32-unknown-unknown`.
+//! The shared crate of the trainer and the browser demo, in four groups:
+//!
+//! - [`distribution`]: the maths over the 101-bin age grid: label distributions, summaries,
+//!   the DLDL / DLDL-v2 losses, the ChaLearn metrics, the fusion of several streams. It uses
+//!   nothing else of the crate.
+//! - [`networks`]: the age networks (the VGG family, the pretrained network) and their input.
+//! - [`weights`]: weights on disk: the ONNX reader the pretrained networks and the detector load
+//!   through, and the exported streams of the demo (a VGG-family network with its card).
+//! - [`face`]: the face pipeline: detector, five landmarks, alignment, the estimator that puts
+//!   them together, tracking over frames. It uses all of the above; nothing uses it.
+//!
+//! Everything here compiles for native targets and for `wasm32-unknown-unknown`.
 
-pub mod align;
-pub mod blazeface;
-pub mod conformance;
 pub mod distribution;
 pub mod error;
-pub mod exported;
 pub mod face;
-pub mod fusion;
-pub mod label;
-pub mod landmarks;
-pub mod loss;
-pub mod metrics;
-pub mod model;
-pub mod onnx;
-pub mod preprocess;
-pub mod pretrained;
-pub mod tracking;
+pub mod networks;
+pub mod weights;
 
 pub use burn;
 pub use error::DldlError;

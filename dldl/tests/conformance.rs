@@ -7,12 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../tests/support/conformance.rs"]
+mod conformance;
+
+use conformance::{Results, Tolerances};
 use dldl::{
-    blazeface::BlazeFace,
-    burn::tensor::Device,
-    conformance::{self, Results, Tolerances},
-    landmarks::ShapePredictor,
-    pretrained::PretrainedAgeNet,
+    burn::tensor::Device, face::detector::BlazeFace, face::landmarks::ShapePredictor,
+    networks::pretrained::PretrainedAgeNet,
 };
 
 fn root() -> PathBuf {

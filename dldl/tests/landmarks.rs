@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use dldl::{
-    align,
-    blazeface::{BlazeFace, FaceDetection},
     burn::tensor::Device,
-    face::{self, Alignment, Estimator, Stream},
-    fusion::FusionRule,
-    landmarks::{self, FaceBox, Pixels, ShapePredictor},
-    pretrained::{self, PretrainedAgeNet},
+    distribution::fusion::FusionRule,
+    face::align,
+    face::detector::{BlazeFace, FaceDetection},
+    face::landmarks::{self, FaceBox, Pixels, ShapePredictor},
+    face::pipeline::{self, Alignment, Estimator, Stream},
+    networks::pretrained::{self, PretrainedAgeNet},
 };
 use image::{Rgb, RgbImage};
 use serde_json::Value;
@@ -212,7 +212,7 @@ fn through_blazefaces_box_the_landmarks_are_within_two_percent_of_the_eye_distan
             missed.push(name(&face).to_string());
             continue;
         };
-        let ours = face::landmarks(&image, &detection, &compact)
+        let ours = pipeline::landmarks(&image, &detection, &compact)
             .unwrap_or_else(|reason| panic!("{}: no landmarks: {reason}", name(&face)));
         let eyes = eye_distance(&theirs);
         let distances: Vec<f64> = ours
@@ -407,7 +407,7 @@ fn faces_that_cannot_be_trusted_are_aligned_on_their_eyes_and_say_why() {
     let predictor = compact_predictor();
     let image = portrait("astronaut.png");
     let detection = detector.detect(&image, &device).unwrap().remove(0);
-    assert!(face::landmarks(&image, &detection, &predictor).is_ok());
+    assert!(pipeline::landmarks(&image, &detection, &predictor).is_ok());
 
     // Too small: the same face scaled down to a few pixels.
     let mut tiny = detection.clone();
@@ -422,13 +422,13 @@ fn faces_that_cannot_be_trusted_are_aligned_on_their_eyes_and_say_why() {
         ]
     };
     tiny.keypoints = detection.keypoints.map(shrink);
-    let reason = face::landmarks(&image, &tiny, &predictor).unwrap_err();
+    let reason = pipeline::landmarks(&image, &tiny, &predictor).unwrap_err();
     assert!(reason.contains("under 20 px"), "{reason}");
 
     // At the border: the face moved so that its centre lies outside the image.
     let mut outside = detection.clone();
     outside.keypoints = detection.keypoints.map(|[x, y]| [x - 400.0, y]);
-    let reason = face::landmarks(&image, &outside, &predictor).unwrap_err();
+    let reason = pipeline::landmarks(&image, &outside, &predictor).unwrap_err();
     assert!(
         reason.contains("outside") || reason.contains("border"),
         "{reason}"
@@ -438,16 +438,16 @@ fn faces_that_cannot_be_trusted_are_aligned_on_their_eyes_and_say_why() {
     let mut profile = detection.clone();
     let eye_distance = (detection.keypoints[0][0] - detection.keypoints[1][0]).abs();
     profile.keypoints[2][0] += eye_distance;
-    let reason = face::landmarks(&image, &profile, &predictor).unwrap_err();
+    let reason = pipeline::landmarks(&image, &profile, &predictor).unwrap_err();
     assert!(reason.contains("profile"), "{reason}");
 
     // No face where the detector says one is: a flat grey image.
     let grey = RgbImage::from_pixel(image.width(), image.height(), Rgb([128, 128, 128]));
-    let reason = face::landmarks(&grey, &detection, &predictor).unwrap_err();
+    let reason = pipeline::landmarks(&grey, &detection, &predictor).unwrap_err();
     assert!(reason.contains("no detail"), "{reason}");
 
     // Each refused face is cut from its eyes, and said to be.
-    let how = face::alignment(&image, &tiny, Some(&predictor));
+    let how = pipeline::alignment(&image, &tiny, Some(&predictor));
     assert!(matches!(how, Alignment::Eyes { .. }), "{how:?}");
     let json = serde_json::to_value(&how).unwrap();
     assert_eq!(json["method"], "eyes");

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use dldl::{
-    align::{self, ChipDetails},
-    blazeface::{BlazeFace, keypoint},
     burn::{
         module::{Module, ModuleMapper, Param},
         tensor::{DType, Device, Tensor, TensorData},
     },
     distribution::expected_age,
-    pretrained::{self, PretrainedAgeNet},
+    face::align::{self, ChipDetails},
+    face::detector::{BlazeFace, keypoint},
+    networks::pretrained::{self, PretrainedAgeNet},
 };
 use image::RgbImage;
 use serde_json::Value;
@@ -83,7 +83,7 @@ fn pretrained_stream_matches_onnx_runtime_on_the_same_chips() {
         let reference = reference(name);
         let face = &reference["faces"][0];
         let chip = chip(face);
-        let input = dldl::preprocess::images_to_tensor(
+        let input = dldl::networks::preprocess::images_to_tensor(
             &[chip.as_raw()],
             pretrained::CHIP_SIZE,
             &pretrained::NORMALIZATION,
@@ -129,7 +129,7 @@ fn f16_weights_would_move_the_pretrained_estimate_by_more_than_a_hundredth_of_a_
         let chip = chip(&reference(name)["faces"][0]);
         let mirrored = image::imageops::flip_horizontal(&chip);
         let input = || {
-            dldl::preprocess::images_to_tensor(
+            dldl::networks::preprocess::images_to_tensor(
                 &[chip.as_raw(), mirrored.as_raw()],
                 pretrained::CHIP_SIZE,
                 &pretrained::NORMALIZATION,

@@ -2,7 +2,7 @@
 //! the estimate over each face, and below it one chart per face: the fused distribution as bars,
 //! ±σ shaded, the mean marked, and each stream's distribution as a curve over it.
 
-use dldl::{AGE_BINS, face::FaceEstimate};
+use dldl::{AGE_BINS, face::pipeline::FaceEstimate};
 use image::{Rgb, RgbImage, imageops::FilterType};
 
 use crate::raster::{fill, line, rectangle, text, text_width};
@@ -180,10 +180,10 @@ fn chart(canvas: &mut RgbImage, top: u32, index: usize, face: &FaceEstimate) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dldl::face::StreamEstimate;
+    use dldl::face::pipeline::StreamEstimate;
 
     fn face() -> FaceEstimate {
-        let distribution = dldl::label::label_distribution(30.0, 5.0).unwrap();
+        let distribution = dldl::distribution::label::label_distribution(30.0, 5.0).unwrap();
         FaceEstimate {
             score: 0.9,
             bbox: [10.0, 10.0, 60.0, 70.0],
@@ -198,7 +198,7 @@ mod tests {
                 sigma: 5.0,
                 distribution,
             }],
-            alignment: dldl::face::Alignment::Eyes {
+            alignment: dldl::face::pipeline::Alignment::Eyes {
                 reason: "a test face".into(),
             },
         }

@@ -12,9 +12,9 @@ use dldl::{
         optim::{AdamConfig, GradientsParams},
         tensor::{Device, Tensor},
     },
-    loss::LossKind,
-    model::{AgeNetConfig, Architecture},
-    preprocess::images_to_tensor,
+    distribution::loss::LossKind,
+    networks::preprocess::images_to_tensor,
+    networks::vgg::{AgeNetConfig, Architecture},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -85,7 +85,7 @@ pub fn run(
         let x = images_to_tensor(&refs, input_size, &config.normalization, &autodiff);
         let mu_t = Tensor::<1>::from_floats(mu.as_slice(), &autodiff);
         let sigma_t = Tensor::<1>::full([batch_size], 3.0, &autodiff);
-        let mut step = |model: dldl::model::AgeNet| {
+        let mut step = |model: dldl::networks::vgg::AgeNet| {
             let loss = LossKind::KlL1 { lambda: 1.0 }.loss(
                 model.forward(x.clone()),
                 mu_t.clone(),

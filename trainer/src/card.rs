@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use dldl::{
     AGE_BINS, MAX_AGE,
     burn::{module::Module, store::ModuleRecord, tensor::Device},
-    loss::LossKind,
-    metrics::MetricsReport,
-    model::{AgeNet, AgeNetConfig},
+    distribution::loss::LossKind,
+    distribution::metrics::MetricsReport,
+    networks::vgg::{AgeNet, AgeNetConfig},
 };
 use serde::{Deserialize, Serialize};
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use dldl::{
     burn::tensor::{Device, Tensor},
-    label::validate_label,
-    preprocess::{Normalization, images_to_tensor},
+    distribution::label::validate_label,
+    networks::preprocess::{Normalization, images_to_tensor},
 };
 use image::imageops::FilterType;
 use indicatif::ProgressBar;

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dldl::{MAX_AGE, label::validate_label};
+use dldl::{MAX_AGE, distribution::label::validate_label};
 use serde::{Deserialize, Serialize};
 
 use crate::{

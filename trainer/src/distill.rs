@@ -17,8 +17,8 @@ use dldl::{
     AGE_BINS,
     burn::tensor::Device,
     distribution::{expected_age, std_dev},
-    face::Stream,
-    pretrained::{self, PretrainedAgeNet},
+    face::pipeline::Stream,
+    networks::pretrained::{self, PretrainedAgeNet},
 };
 
 use crate::{

@@ -4,9 +4,9 @@ use anyhow::Result;
 use dldl::{
     AGE_BINS,
     burn::tensor::Device,
-    metrics::{AgeMetrics, MetricsReport},
-    model::AgeNet,
-    preprocess::Normalization,
+    distribution::metrics::{AgeMetrics, MetricsReport},
+    networks::preprocess::Normalization,
+    networks::vgg::AgeNet,
 };
 use indicatif::ProgressBar;
 

@@ -234,7 +234,7 @@ pub fn draw(mu: &[f32], predicted: &[f32], distributions: &[Vec<f32>]) -> RgbIma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dldl::label::label_distribution;
+    use dldl::distribution::label::label_distribution;
 
     #[test]
     fn draws_points_bars_and_the_calibration_curve() {

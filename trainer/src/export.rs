@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use dldl::{
     burn::tensor::Device,
     distribution::expected_ages,
-    exported::{self, ExportedStream, Precision, StreamIndex},
-    model::AgeNet,
-    preprocess::images_to_tensor,
+    networks::preprocess::images_to_tensor,
+    networks::vgg::AgeNet,
+    weights::exported::{self, ExportedStream, Precision, StreamIndex},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -68,7 +68,7 @@ fn probe_images(size: usize, count: usize) -> Vec<Vec<u8>> {
 fn expected(
     model: &AgeNet,
     images: &[Vec<u8>],
-    config: &dldl::model::AgeNetConfig,
+    config: &dldl::networks::vgg::AgeNetConfig,
     device: &Device,
 ) -> Vec<f32> {
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
@@ -229,8 +229,8 @@ mod tests {
     use crate::card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE};
     use dldl::{
         burn::module::Module,
-        loss::LossKind,
-        model::{AgeNetConfig, Architecture},
+        distribution::loss::LossKind,
+        networks::vgg::{AgeNetConfig, Architecture},
     };
 
     /// A run folder holding an untrained ThinAgeNet (random weights are as good as trained ones

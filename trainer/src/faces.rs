@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dldl::{burn::tensor::Device, face::FaceFinder};
+use dldl::{burn::tensor::Device, face::pipeline::FaceFinder};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
@@ -177,7 +177,7 @@ fn cache_key(image: &Path, mode: FaceMode, options: &PreprocessOptions) -> Resul
         meta.len(),
         options.size,
         options.multiple_faces,
-        dldl::align::CHIP_PADDING,
+        dldl::face::align::CHIP_PADDING,
     );
     Ok(format!("{:016x}", fnv1a(key.as_bytes())))
 }
@@ -207,7 +207,7 @@ fn preprocess_one(
             if faces.len() > 1 && policy == MultipleFaces::Skip {
                 return Ok((Verdict::SeveralFaces { faces: faces.len() }, None));
             }
-            let area = |f: &dldl::blazeface::FaceDetection| {
+            let area = |f: &dldl::face::detector::FaceDetection| {
                 (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])
             };
             faces.sort_by(|a, b| area(b).total_cmp(&area(a)));

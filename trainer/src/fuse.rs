@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use dldl::{
     burn::tensor::Device,
-    fusion::{FusionRule, fuse},
-    metrics::{AgeMetrics, MetricsReport},
+    distribution::fusion::{FusionRule, fuse},
+    distribution::metrics::{AgeMetrics, MetricsReport},
 };
 use serde::{Deserialize, Serialize};
 
@@ -195,7 +195,7 @@ pub fn load(path: &Path) -> Result<FusionFit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dldl::label::label_distribution;
+    use dldl::distribution::label::label_distribution;
 
     #[test]
     fn the_grid_covers_the_simplex() {

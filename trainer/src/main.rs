@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dldl::{loss::LossKind, model::Architecture};
+use dldl::{distribution::loss::LossKind, networks::vgg::Architecture};
 
 use crate::device::DeviceChoice;
 
@@ -456,8 +456,8 @@ fn fuse_command(args: FuseArgs) -> Result<()> {
         })
         .collect();
     let rule = match args.fusion {
-        FusionChoice::Arithmetic => dldl::fusion::FusionRule::Arithmetic,
-        FusionChoice::Geometric => dldl::fusion::FusionRule::Geometric,
+        FusionChoice::Arithmetic => dldl::distribution::fusion::FusionRule::Arithmetic,
+        FusionChoice::Geometric => dldl::distribution::fusion::FusionRule::Geometric,
     };
     let folder = args
         .out
@@ -496,7 +496,7 @@ fn distill_command(args: DistillArgs) -> Result<()> {
     let spec = training::RunSpec {
         architecture: args.arch,
         input_size: args.input_size,
-        loss: dldl::loss::LossKind::Kl,
+        loss: dldl::distribution::loss::LossKind::Kl,
         train: Vec::new(),
         valid: Vec::new(),
         batch_size: args.batch_size,
@@ -693,8 +693,8 @@ fn predict(args: PredictArgs) -> Result<bool> {
     let (device, device_name) = device::select(args.device)?;
     let models = args.models.unwrap_or_else(predict::default_models_dir);
     let fusion = match args.fusion {
-        FusionChoice::Arithmetic => dldl::fusion::FusionRule::Arithmetic,
-        FusionChoice::Geometric => dldl::fusion::FusionRule::Geometric,
+        FusionChoice::Arithmetic => dldl::distribution::fusion::FusionRule::Arithmetic,
+        FusionChoice::Geometric => dldl::distribution::fusion::FusionRule::Geometric,
     };
     let (estimator, warnings) =
         predict::estimator(&models, &args.streams, fusion, !args.no_flip, &device)?;

@@ -30,7 +30,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use dldl::{burn::tensor::Device, fusion::FusionRule, loss::LossKind, model::Architecture};
+use dldl::{
+    burn::tensor::Device, distribution::fusion::FusionRule, distribution::loss::LossKind,
+    networks::vgg::Architecture,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use dldl::{
     DldlError,
-    blazeface::BlazeFace,
     burn::tensor::Device,
-    face::{Estimator, FaceEstimate, FaceFinder, Network, Stream},
-    fusion::FusionRule,
-    landmarks::{self, ShapePredictor},
-    pretrained::PretrainedAgeNet,
+    distribution::fusion::FusionRule,
+    face::detector::BlazeFace,
+    face::landmarks::{self, ShapePredictor},
+    face::pipeline::{Estimator, FaceEstimate, FaceFinder, Stream},
+    networks::pretrained::PretrainedAgeNet,
 };
 use serde::Serialize;
 
@@ -97,7 +97,7 @@ pub fn estimator(
         }
         all.push(Stream {
             name: card.name,
-            network: Network::Dldl(model),
+            network: model,
             input_size: card.model.input_size,
             normalization: card.model.normalization,
             weight: card.weight,
@@ -113,7 +113,7 @@ pub fn estimator(
         }
         all.push(Stream {
             name: path.display().to_string(),
-            network: Network::Dldl(loaded.model),
+            network: loaded.model,
             input_size: loaded.card.model.input_size,
             normalization: loaded.card.model.normalization,
             weight: 1.0,
@@ -221,7 +221,7 @@ pub fn describe(result: &ImageResult) -> String {
             face.sigma,
             top.join(", ")
         );
-        if let dldl::face::Alignment::Eyes { reason } = &face.alignment {
+        if let dldl::face::pipeline::Alignment::Eyes { reason } = &face.alignment {
             text += &format!("    aligned on the eyes alone, less reliable: {reason}\n");
         }
         for stream in &face.streams {
@@ -251,8 +251,8 @@ mod tests {
                 optim::{AdamConfig, GradientsParams},
                 tensor::{Distribution, Tensor},
             },
-            loss::LossKind,
-            pretrained::{CHIP_SIZE, PretrainedAgeNetConfig},
+            distribution::loss::LossKind,
+            networks::pretrained::{CHIP_SIZE, PretrainedAgeNetConfig},
         };
         let device = Device::flex().autodiff();
         device.seed(7);
@@ -299,7 +299,8 @@ mod tests {
         .expect("run `cargo xtask fetch-portraits` first")
         .to_rgb8();
         let detection = estimator.detector.detect(&photo, &cpu).unwrap().remove(0);
-        let crop = dldl::face::chip(&photo, &detection, dldl::pretrained::CHIP_SIZE);
+        let crop =
+            dldl::face::pipeline::chip(&photo, &detection, dldl::networks::pretrained::CHIP_SIZE);
         let on_cpu = estimator
             .run_stream(&estimator.streams[0], std::slice::from_ref(&crop), &cpu)
             .unwrap();

@@ -17,10 +17,10 @@ use dldl::{
         },
         tensor::{Device, Tensor, TensorData, activation::log_softmax},
     },
-    loss::{LossKind, kl_loss},
-    metrics::MetricsReport,
-    model::{AgeNet, AgeNetConfig, Architecture},
-    preprocess::images_to_tensor,
+    distribution::loss::{LossKind, kl_loss},
+    distribution::metrics::MetricsReport,
+    networks::preprocess::images_to_tensor,
+    networks::vgg::{AgeNet, AgeNetConfig, Architecture},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
@@ -562,8 +562,9 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
                         path.display()
                     )
                 })?;
-                let net = dldl::pretrained::PretrainedAgeNet::from_onnx(&bytes, &autodiff)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let net =
+                    dldl::networks::pretrained::PretrainedAgeNet::from_onnx(&bytes, &autodiff)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 AgeNet::Pretrained(net.widen_to_age_grid())
             }
             None => config.init(&autodiff)?,

@@ -4,14 +4,14 @@
 use std::{cell::RefCell, rc::Rc};
 
 use dldl::{
-    blazeface::BlazeFace,
     burn::tensor::Device,
-    exported::{self, ExportedStream},
-    face::{Estimator, Network, Stream},
-    fusion::FusionRule,
-    landmarks::ShapePredictor,
-    pretrained::PretrainedAgeNet,
-    tracking::Tracker,
+    distribution::fusion::FusionRule,
+    face::detector::BlazeFace,
+    face::landmarks::ShapePredictor,
+    face::pipeline::{Estimator, Stream},
+    face::tracking::Tracker,
+    networks::pretrained::PretrainedAgeNet,
+    weights::exported::{self, ExportedStream},
 };
 use image::RgbImage;
 use wasm_bindgen::{JsCast, prelude::*};
@@ -23,7 +23,7 @@ fn js_error(error: impl std::fmt::Display) -> JsError {
 /// The label distribution N(μ, σ) over the ages 0..=100, as the trainer builds it.
 #[wasm_bindgen(js_name = labelDistribution)]
 pub fn label_distribution(mu: f32, sigma: f32) -> Result<Vec<f32>, JsError> {
-    dldl::label::label_distribution(mu, sigma).map_err(js_error)
+    dldl::distribution::label::label_distribution(mu, sigma).map_err(js_error)
 }
 
 /// The expectation of a distribution over the ages 0..=100.
@@ -81,7 +81,7 @@ fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
     })?;
     Ok(Stream {
         name: card.name,
-        network: Network::Dldl(network),
+        network,
         input_size: card.model.input_size,
         normalization: card.model.normalization,
         weight: card.weight,
@@ -257,7 +257,7 @@ impl AgeEstimator {
             let runs = runs.max(1);
             let started = js_sys::Date::now();
             for _ in 0..runs {
-                let _ = dldl::face::landmarks(&image, first, predictor);
+                let _ = dldl::face::pipeline::landmarks(&image, first, predictor);
             }
             Ok(JsValue::from_f64(
                 (js_sys::Date::now() - started) / f64::from(runs),

@@ -6,12 +6,15 @@
 //! must give the recorded pipeline's estimate.
 #![cfg(target_family = "wasm")]
 
+// Its file paths serve the native test; this one includes the files themselves, below.
+#[allow(dead_code)]
+#[path = "../../tests/support/conformance.rs"]
+mod conformance;
+
+use conformance::{Results, Tolerances};
 use dldl::{
-    blazeface::BlazeFace,
-    burn::tensor::Device,
-    conformance::{self, Results, Tolerances},
-    landmarks::ShapePredictor,
-    pretrained::PretrainedAgeNet,
+    burn::tensor::Device, face::detector::BlazeFace, face::landmarks::ShapePredictor,
+    networks::pretrained::PretrainedAgeNet,
 };
 use image::RgbImage;
 use wasm_bindgen::{JsValue, prelude::wasm_bindgen};

@@ -15,7 +15,7 @@ use crate::{Result, run, workspace_root};
 
 /// dlib's shape predictor, read and written by the same code the pipeline runs.
 #[allow(dead_code)]
-#[path = "../../dldl/src/landmarks.rs"]
+#[path = "../../dldl/src/face/landmarks.rs"]
 mod landmarks;
 
 /// Where one file comes from.

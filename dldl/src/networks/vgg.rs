@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AGE_BINS, DldlError,
-    preprocess::Normalization,
-    pretrained::{self, PretrainedAgeNet, PretrainedAgeNetConfig},
+    networks::preprocess::Normalization,
+    networks::pretrained::{self, PretrainedAgeNet, PretrainedAgeNetConfig},
 };
 
 /// VGG-16's convolutional layout: output channels of each 3×3 conv, in five stages that each

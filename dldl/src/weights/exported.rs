@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     DldlError,
-    metrics::MetricsReport,
-    model::{AgeNet, AgeNetConfig},
+    distribution::metrics::MetricsReport,
+    networks::vgg::{AgeNet, AgeNetConfig},
 };
 
 /// The folder of exported streams inside the model folder.

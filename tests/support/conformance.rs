@@ -12,6 +12,8 @@
 //! formula that every platform evaluates alike: they check the forward pass, not an estimate.
 //! Every stream runs on the reference's chip when one is given, so a chip that differs by a
 //! rounding step does not blur the comparison of the networks.
+//!
+//! Test support, not part of the shipped library: both tests include this file (`#[path]`).
 
 use burn::{
     module::{Module, ModuleMapper, Param},
@@ -20,16 +22,16 @@ use burn::{
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use dldl::{
     DldlError,
-    blazeface::{self, BlazeFace},
     distribution::expected_age,
-    face::{Alignment, Estimator, Stream, aligned_chip, alignment},
-    fusion::FusionRule,
-    landmarks::ShapePredictor,
-    model::{AgeNet, AgeNetConfig, Architecture},
-    preprocess::{Normalization, images_to_tensor},
-    pretrained::{self, PretrainedAgeNet},
+    distribution::fusion::FusionRule,
+    face::detector::{self, BlazeFace},
+    face::landmarks::ShapePredictor,
+    face::pipeline::{Alignment, Estimator, Stream, aligned_chip, alignment},
+    networks::preprocess::{Normalization, images_to_tensor},
+    networks::pretrained::{self, PretrainedAgeNet},
+    networks::vgg::{AgeNet, AgeNetConfig, Architecture},
     read_async,
 };
 
@@ -431,7 +433,7 @@ pub async fn run(
     reference: Option<&Results>,
     device: &Device,
 ) -> Result<Results, DldlError> {
-    let (input, letterbox) = blazeface::input(image)?;
+    let (input, letterbox) = detector::input(image)?;
     let detector_input = Values::of(&input, 13);
     let (scores, regressions) = detector.raw_tensors(input, device);
     let scores = read_async(scores).await?;

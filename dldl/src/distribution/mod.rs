@@ -1,9 +1,15 @@
 //! Summaries of a distribution over the age grid: its expectation (the DLDL prediction,
-//! ŷ = Σ p(a)·a) and its standard deviation (the spread shown to the user).
+//! ŷ = Σ p(a)·a) and its standard deviation (the spread shown to the user); and, in its
+//! modules, the rest of the maths over the age grid.
+
+pub mod fusion;
+pub mod label;
+pub mod loss;
+pub mod metrics;
 
 use burn::tensor::Tensor;
 
-use crate::{AGE_BINS, DldlError, label::age_grid};
+use crate::{AGE_BINS, DldlError, distribution::label::age_grid};
 
 /// Checks that `p` is a distribution over the 101 ages; it need not be normalised.
 fn checked_total(p: &[f32]) -> Result<f64, DldlError> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::{
     DldlError,
     distribution::{expected_age, std_dev, top_ages},
-    face::FaceEstimate,
+    face::pipeline::FaceEstimate,
 };
 
 /// Overlap above which a detection continues a track.
@@ -158,7 +158,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::label::label_distribution;
+    use crate::distribution::label::label_distribution;
 
     fn face(x: f32, age: f32) -> FaceEstimate {
         let distribution = label_distribution(age, 3.0).unwrap();
@@ -171,7 +171,7 @@ mod tests {
             top_ages: Vec::new(),
             distribution,
             streams: Vec::new(),
-            alignment: crate::face::Alignment::Eyes {
+            alignment: crate::face::pipeline::Alignment::Eyes {
                 reason: "a test face".into(),
             },
         }

@@ -4,7 +4,7 @@
 //! for the page ([`ShapePredictor::to_compact`]).
 //!
 //! The landmarks are the two corners of each eye and the base of the nose, in the order of
-//! dlib's face template ([`crate::align::TEMPLATE`]). Given dlib's detector box, the result is
+//! dlib's face template ([`crate::face::align::TEMPLATE`]). Given dlib's detector box, the result is
 //! dlib's to the bit, but for the last rounding (dlib returns whole pixels; this returns the
 //! unrounded positions, and the chip step rounds them as dlib does).
 //!

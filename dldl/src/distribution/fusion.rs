@@ -81,7 +81,7 @@ pub fn fuse(streams: &[&[f32]], weights: &[f32], rule: FusionRule) -> Result<Fus
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::label::label_distribution;
+    use crate::distribution::label::label_distribution;
 
     #[test]
     fn arithmetic_fusion_is_the_weighted_mixture() {

@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, activation::log_softmax};
 use crate::{
     DldlError,
     distribution::expected_ages,
-    label::{SIGMA_FLOOR, label_distributions},
+    distribution::label::{SIGMA_FLOOR, label_distributions},
 };
 
 /// Target probabilities below this are treated as 0 in `t·log t` (whose limit at 0 is 0).
@@ -106,7 +106,7 @@ const _: () = assert!(SIGMA_FLOOR < 0.01);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AGE_BINS, label::label_distribution};
+    use crate::{AGE_BINS, distribution::label::label_distribution};
     use burn::tensor::{Device, TensorData};
 
     fn row(p: Vec<f32>, device: &Device) -> Tensor<2> {

@@ -12,31 +12,22 @@ use serde::Serialize;
 
 use crate::{
     AGE_BINS, DldlError,
-    align::{self, Point},
-    blazeface::{BlazeFace, FaceDetection, keypoint},
+    distribution::fusion::{FusionRule, fuse},
     distribution::{expected_age, std_dev, top_ages},
-    fusion::{FusionRule, fuse},
-    landmarks::{FaceBox, Pixels, ShapePredictor},
-    model::AgeNet,
-    preprocess::{Normalization, images_to_tensor},
-    pretrained::{self, PretrainedAgeNet},
+    face::align::{self, Point},
+    face::detector::{BlazeFace, FaceDetection, keypoint},
+    face::landmarks::{FaceBox, Pixels, ShapePredictor},
+    networks::preprocess::{Normalization, images_to_tensor},
+    networks::pretrained::{self, PretrainedAgeNet},
+    networks::vgg::AgeNet,
 };
-
-/// The network of one stream. (A handful exist at a time, so their sizes do not matter.)
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Network {
-    /// The pretrained dlib age network on 64×64 chips.
-    Pretrained(PretrainedAgeNet),
-    /// A VGG-style DLDL stream trained by the trainer.
-    Dldl(AgeNet),
-}
 
 /// One stream: a named network with its input size, normalisation and fusion weight.
 #[derive(Debug)]
 pub struct Stream {
     pub name: String,
-    pub network: Network,
+    /// The pretrained network ([`AgeNet::Pretrained`]) or a trained DLDL stream.
+    pub network: AgeNet,
     pub input_size: usize,
     pub normalization: Normalization,
     pub weight: f32,
@@ -47,7 +38,7 @@ impl Stream {
     pub fn pretrained(network: PretrainedAgeNet) -> Self {
         Stream {
             name: "pretrained".to_string(),
-            network: Network::Pretrained(network),
+            network: AgeNet::Pretrained(network),
             input_size: pretrained::CHIP_SIZE,
             normalization: pretrained::NORMALIZATION,
             weight: 1.0,
@@ -57,10 +48,7 @@ impl Stream {
     /// The `[batch, 101]` distributions of a batch of this stream's chips.
     pub fn distributions(&self, chips: &[&[u8]], device: &Device) -> Tensor<2> {
         let input = images_to_tensor(chips, self.input_size, &self.normalization, device);
-        match &self.network {
-            Network::Pretrained(net) => net.distribution(input),
-            Network::Dldl(net) => net.distribution(input),
-        }
+        self.network.distribution(input)
     }
 }
 
@@ -231,7 +219,7 @@ pub fn landmarks(
         ));
     }
     let template = align::TEMPLATE;
-    if let Some((m, t)) = crate::landmarks::similarity(&template, &points) {
+    if let Some((m, t)) = crate::face::landmarks::similarity(&template, &points) {
         let scale = m[0][0].hypot(m[1][0]);
         let template_eyes = distance(
             centre(template[0], template[1]),

@@ -24,7 +24,7 @@ use burn::{
     },
 };
 
-use crate::{AGE_BINS, DldlError, onnx::OnnxWeights, preprocess::Normalization};
+use crate::{AGE_BINS, DldlError, networks::preprocess::Normalization, weights::onnx::OnnxWeights};
 
 /// Side of the face chips the network was trained on.
 pub const CHIP_SIZE: usize = 64;

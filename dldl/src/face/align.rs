@@ -4,7 +4,7 @@
 //! The pretrained stream was trained on chips from `dlib.get_face_chip_details(shape, 64, 0.2)`,
 //! which fits dlib's five-point template (two corners of each eye and the base of the nose) to
 //! five detected landmarks: [`align_landmarks`] does exactly that with the landmarks of
-//! [`crate::landmarks`]. The fallback, [`align_face`], maps the template's eye centres (the
+//! [`crate::face::landmarks`]. The fallback, [`align_face`], maps the template's eye centres (the
 //! midpoints of its corner pairs) onto BlazeFace's eye centres. Either way the chip is cut
 //! exactly as dlib cuts it: a `chip_details` rectangle and angle, a 5×5 Gaussian
 //! image pyramid (`pyramid_down<2>`) when the chip shrinks the face by more than about two, and
@@ -308,7 +308,7 @@ pub fn landmark_chip_details(
     padding: f64,
 ) -> Option<ChipDetails> {
     let from = template_in_chip(size, padding);
-    let (m, t) = crate::landmarks::similarity(&from, landmarks)?;
+    let (m, t) = crate::face::landmarks::similarity(&from, landmarks)?;
     let transform = Similarity {
         a: m[0][0],
         b: m[1][0],
