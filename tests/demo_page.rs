@@ -8,6 +8,8 @@
 //! - exported streams join the fusion; damaged ones are said, file by file, and left out;
 //! - a server that answers missing files with the page itself does not stop it.
 
+mod support;
+
 #[path = "support/page.rs"]
 mod page;
 
@@ -24,6 +26,10 @@ use page::{
     workspace_root,
 };
 use serde_json::Value;
+use support::{
+    repo::copy_tree,
+    trainer::{ok, synthetic_stream},
+};
 
 /// `cargo xtask demo` rebuilds `dist/`, which the other tests serve: one at a time.
 static DIST: Mutex<()> = Mutex::new(());
@@ -164,91 +170,19 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     );
 }
 
-/// The `trainer` binary built beside this test (`cargo test --workspace` builds it).
-fn trainer_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(format!("trainer{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p trainer` (`cargo xtask test` does)",
-        path.display()
-    );
-    path
-}
-
-fn run_trainer(args: &[&str]) {
-    let out = std::process::Command::new(trainer_binary())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "trainer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A stream trained here on the synthetic set and exported into a temporary copy of the page's
 /// weights folder (never into the real one) joins the fusion with its own curve.
 #[test]
 fn an_exported_stream_is_picked_up_without_code_changes() {
     let dir = tempfile::tempdir().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let data = dir.path().join("synth");
-    let run = dir.path().join("run");
-    run_trainer(&[
-        "synth",
-        "--out",
-        &s(&data),
-        "--train",
-        "200",
-        "--valid",
-        "20",
-        "--test",
-        "0",
-        "--image-size",
-        "32",
-        "--quiet",
-    ]);
-    run_trainer(&[
-        "train",
-        "--train",
-        &s(&data.join("train.csv")),
-        "--out",
-        &s(&run),
-        "--arch",
-        "tiny-age-net",
-        "--input-size",
-        "32",
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+    let run = synthetic_stream(dir.path(), 200, 20, 2, &[]);
     let page = dir.path().join("page");
     {
         let _dist = dist_lock();
         copy_tree(&built_page(), &page);
     }
-    run_trainer(&[
+    ok(&[
         "export",
         "--model",
         &s(&run),

@@ -5,78 +5,20 @@
 //! The face tests need `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by
 //! `cargo xtask test`).
 
+mod support;
+
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A fetched file under the repository, or a failure naming the command that fetches it.
-fn fetched(path: &str, fetch: &str) -> PathBuf {
-    let path = root().join(path);
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo xtask {fetch}`",
-        path.display()
-    );
-    path
-}
-
-fn portrait(name: &str) -> PathBuf {
-    fetched(
-        &format!("tests/fixtures/portraits/{name}"),
-        "fetch-portraits",
-    )
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("APPARENT_AGE_MODELS", root().join("models"))
-        .output()
-        .expect("the trainer binary runs")
-}
-
-/// Runs `trainer args`, which must succeed; returns stdout and stderr.
-fn ok(args: &[&str]) -> (String, String) {
-    let out = trainer(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "trainer {args:?} failed:\n{stderr}");
-    (String::from_utf8(out.stdout).unwrap(), stderr)
-}
-
-/// Runs a command that must fail with one `error:` line naming every needle.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = trainer(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "trainer {args:?} should fail");
-    assert!(
-        !stderr.contains("panicked"),
-        "panic instead of an error:\n{stderr}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
-    for needle in needles {
-        assert!(errors[0].contains(needle), "`{needle}` not in:\n{stderr}");
-    }
-}
+use support::{
+    repo::{model, portrait, s},
+    trainer::{eval_json, fails_with, ok},
+};
 
 fn synth(dir: &Path, train: usize) -> PathBuf {
     let data = dir.join("synth");
@@ -118,19 +60,10 @@ fn two_stages(data: &Path, second_epochs: usize) -> String {
 }
 
 fn predictions(run: &Path, csv: &Path) -> Vec<Value> {
-    let (stdout, _) = ok(&[
-        "eval",
-        "--model",
-        s(run),
-        "--data",
-        s(csv),
-        "--device",
-        "cpu",
-        "--json",
-        "--quiet",
-    ]);
-    let json: Value = serde_json::from_str(&stdout).unwrap();
-    json["predictions"].as_array().unwrap().clone()
+    eval_json(run, csv)["predictions"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -164,21 +97,20 @@ fn a_two_stage_pipeline_resumes_after_being_killed_mid_stage() {
 
     // Kill the same pipeline as soon as the second stage has written its first checkpoint.
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args([
-            "train",
-            "--config",
-            s(&config),
-            "--out",
-            s(&killed),
-            "--device",
-            "cpu",
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = support::trainer::command(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&killed),
+        "--device",
+        "cpu",
+        "--quiet",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let checkpoint = killed.join("stages/second/checkpoints/latest.json");
     let started = Instant::now();
     while !checkpoint.exists() {
@@ -431,7 +363,7 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
         "face_landmarks_5.bin",
         "blazeface/face_detection_short_range.onnx",
     ] {
-        fs::copy(root_models(file), models.join(file)).unwrap();
+        fs::copy(model(file), models.join(file)).unwrap();
     }
     let (stdout, _) = ok(&[
         "export",
@@ -468,10 +400,6 @@ fn real_formats_go_through_the_face_pipeline_fusion_and_export() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["pretrained", "appa-kl"]);
-}
-
-fn root_models(file: &str) -> PathBuf {
-    fetched(&format!("models/{file}"), "fetch-models")
 }
 
 #[test]

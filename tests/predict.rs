@@ -3,50 +3,16 @@
 //!
 //! Needs `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by `cargo xtask test`).
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod support;
+
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, Rgb, RgbImage};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn portrait(name: &str) -> PathBuf {
-    let path = root().join("tests/fixtures/portraits").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo xtask fetch-portraits`",
-        path.display()
-    );
-    path
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .output()
-        .expect("the trainer binary runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn no_panic(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "panic instead of an error:\n{stderr}"
-    );
-    stderr
-}
+use support::{
+    repo::{portrait, root, s},
+    trainer::{no_panic, synthetic_stream, trainer},
+};
 
 /// `trainer predict --json` on the CPU; the parsed results, stderr and whether it succeeded.
 fn predict(images: &[&Path], extra: &[&str]) -> (Vec<Value>, String, bool) {
@@ -265,48 +231,7 @@ fn missing_or_wrong_weights_are_named_with_the_fix() {
 #[test]
 fn a_trained_stream_is_fused_with_the_pretrained_one() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synth");
-    let run = dir.path().join("run");
-    let ok = |args: &[&str]| {
-        let out = trainer(args);
-        assert!(
-            out.status.success(),
-            "trainer {args:?}:\n{}",
-            no_panic(&out)
-        );
-    };
-    ok(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--train",
-        "64",
-        "--valid",
-        "16",
-        "--test",
-        "0",
-        "--image-size",
-        "32",
-        "--quiet",
-    ]);
-    ok(&[
-        "train",
-        "--train",
-        s(&data.join("train.csv")),
-        "--out",
-        s(&run),
-        "--arch",
-        "tiny-age-net",
-        "--input-size",
-        "32",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+    let run = synthetic_stream(dir.path(), 64, 16, 1, &["--batch-size", "16"]);
     let astronaut = portrait("astronaut.png");
     let (results, stderr, success) = predict(&[&astronaut], &["--stream", s(&run)]);
     assert!(success, "{stderr}");

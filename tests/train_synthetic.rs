@@ -1,45 +1,15 @@
 //! End to end: the real `trainer` binary writes the synthetic set, trains TinyAgeNet on it on the
 //! CPU, and evaluates the saved weights on held-out faces.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+mod support;
+
+use std::path::Path;
 
 use serde_json::Value;
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .output()
-        .expect("the trainer binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = trainer(args);
-    assert!(
-        out.status.success(),
-        "trainer {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with an `error:` line on stderr naming `needle`.
-fn fails_with(args: &[&str], needle: &str) {
-    let out = trainer(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "trainer {args:?} should fail");
-    assert!(
-        !stderr.contains("panicked"),
-        "panic instead of an error:\n{stderr}"
-    );
-    let first = stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("error: ") && first.contains(needle),
-        "expected one `error: ` line naming `{needle}`, got:\n{stderr}"
-    );
-}
+use support::{
+    repo::s,
+    trainer::{eval_args, eval_json, fails_with, ok},
+};
 
 fn labels(csv: &Path) -> Vec<f64> {
     std::fs::read_to_string(csv)
@@ -50,33 +20,8 @@ fn labels(csv: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// `trainer eval` of the model in `run` on `csv`, on the CPU, quietly, with `extra` arguments.
-fn eval_args<'a>(run: &'a Path, csv: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "eval",
-        "--model",
-        s(run),
-        "--data",
-        s(csv),
-        "--device",
-        "cpu",
-        "-q",
-    ];
-    args.extend(extra);
-    args
-}
-
-/// `trainer eval --json` of the model in `run` on `csv`.
-fn eval_json(run: &Path, csv: &Path) -> Value {
-    serde_json::from_str(&ok(&eval_args(run, csv, &["--json"]))).unwrap()
-}
-
 fn as_refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -143,7 +88,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
 
     // Stop after one epoch, then resume: the run must pick up where it stopped.
     let first = train_args("4", &["--stop-after", "1"]);
-    let summary: Value = serde_json::from_str(&ok(&as_refs(&first))).unwrap();
+    let summary: Value = serde_json::from_str(&ok(&as_refs(&first)).0).unwrap();
     assert_eq!(summary["epochs_done"], 1);
     assert_eq!(summary["finished"], false);
     assert!(
@@ -151,7 +96,7 @@ fn tiny_age_net_learns_the_synthetic_ages() {
         "weights written before the run finished"
     );
     let rest = train_args("4", &["--resume"]);
-    let summary: Value = serde_json::from_str(&ok(&as_refs(&rest))).unwrap();
+    let summary: Value = serde_json::from_str(&ok(&as_refs(&rest)).0).unwrap();
     assert_eq!(summary["epochs_done"], 4);
     assert_eq!(summary["history"].as_array().unwrap().len(), 4);
     let curves = std::fs::read_to_string(run.join("training.svg")).unwrap();
@@ -194,24 +139,24 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     assert_eq!(card["parameters"], 934_869);
 
     // The table names every metric.
-    let table = ok(&eval_args(&run, &test_csv, &[]));
+    let (table, _) = ok(&eval_args(&run, &test_csv, &[]));
     for needle in ["MAE", "ε-error", "CS@1 ", "CS@10"] {
         assert!(table.contains(needle), "{needle} missing from\n{table}");
     }
 
     // Bad input: one clear line each, and nothing already trained is lost.
     let weights_before = std::fs::read(run.join("model.bpk")).unwrap();
-    fails_with(&as_refs(&train_args("6", &[])), "already holds a run");
+    fails_with(&as_refs(&train_args("6", &[])), &["already holds a run"]);
     assert_eq!(
         std::fs::read(run.join("model.bpk")).unwrap(),
         weights_before
     );
     let mut bad_arch = train_args("1", &[]);
     bad_arch[8] = "resnet".into();
-    fails_with(&as_refs(&bad_arch), "unknown architecture");
+    fails_with(&as_refs(&bad_arch), &["unknown architecture"]);
     fails_with(
         &eval_args(&run, Path::new("/nonexistent.csv"), &[]),
-        "cannot read the CSV",
+        &["cannot read the CSV"],
     );
     let wrong = dir.path().join("wrong");
     std::fs::create_dir(&wrong).unwrap();
@@ -221,6 +166,6 @@ fn tiny_age_net_learns_the_synthetic_ages() {
     std::fs::write(wrong.join("model.json"), card.to_string()).unwrap();
     fails_with(
         &eval_args(&wrong, &test_csv, &[]),
-        "do not fit a thin-age-net",
+        &["do not fit a thin-age-net"],
     );
 }

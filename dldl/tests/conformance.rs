@@ -5,7 +5,8 @@
 //!
 //! Needs `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by `cargo xtask test`).
 
-use std::path::{Path, PathBuf};
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 #[path = "../../tests/support/conformance.rs"]
 mod conformance;
@@ -15,32 +16,30 @@ use dldl::{
     burn::tensor::Device, face::detector::BlazeFace, face::landmarks::ShapePredictor,
     networks::pretrained::PretrainedAgeNet,
 };
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn read(relative: &str, fetch: &str) -> Vec<u8> {
-    let path = root().join(relative);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fetch}` first", path.display()))
-}
+use support::repo::{read, root};
 
 #[test]
 fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
     let device = Device::flex();
-    let image = image::load_from_memory(&read(conformance::PORTRAIT, "fetch-portraits"))
-        .unwrap()
-        .to_rgb8();
-    let detector =
-        BlazeFace::from_onnx(&read(conformance::DETECTOR, "fetch-models"), &device).unwrap();
-    let age = PretrainedAgeNet::from_onnx(&read(conformance::AGE_NETWORK, "fetch-models"), &device)
-        .unwrap();
+    let image = image::load_from_memory(&read(
+        &root().join(conformance::PORTRAIT),
+        "fetch-portraits",
+    ))
+    .unwrap()
+    .to_rgb8();
+    let detector = BlazeFace::from_onnx(
+        &read(&root().join(conformance::DETECTOR), "fetch-models"),
+        &device,
+    )
+    .unwrap();
+    let age = PretrainedAgeNet::from_onnx(
+        &read(&root().join(conformance::AGE_NETWORK), "fetch-models"),
+        &device,
+    )
+    .unwrap();
     let landmarks =
-        ShapePredictor::from_bytes(&read(conformance::LANDMARKS, "fetch-models")).unwrap();
+        ShapePredictor::from_bytes(&read(&root().join(conformance::LANDMARKS), "fetch-models"))
+            .unwrap();
     let fixture = root().join(conformance::FIXTURE);
 
     if std::env::var_os("DLDL_WRITE_CONFORMANCE").is_some() {

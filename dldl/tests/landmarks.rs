@@ -15,7 +15,8 @@
 //!
 //! Needs `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by `cargo xtask test`).
 
-use std::path::{Path, PathBuf};
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use base64::Engine;
 use dldl::{
@@ -29,30 +30,11 @@ use dldl::{
 };
 use image::{Rgb, RgbImage};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn read(path: &Path, fetch: &str) -> Vec<u8> {
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fetch}` first", path.display()))
-}
+use support::repo::{portrait_rgb, read, root};
 
 fn fixture() -> Value {
     let path = root().join("tests/fixtures/reference/landmarks.json");
     serde_json::from_slice(&read(&path, "fetch-portraits")).unwrap()
-}
-
-fn portrait(file: &str) -> RgbImage {
-    let bytes = read(
-        &root().join("tests/fixtures/portraits").join(file),
-        "fetch-portraits",
-    );
-    image::load_from_memory(&bytes).unwrap().to_rgb8()
 }
 
 fn dlib_predictor() -> ShapePredictor {
@@ -376,7 +358,7 @@ fn a_rotated_portrait_keeps_its_estimate() {
     let (device, detector) = device_and_detector();
     let estimator = estimator(&device, detector, true);
     for file in ["astronaut.png", "grace_hopper_512x512.jpg"] {
-        let upright = portrait(file);
+        let upright = portrait_rgb(file);
         let age = |image: &RgbImage| {
             let faces = estimator.estimate(image, &device).unwrap();
             let face = faces
@@ -405,7 +387,7 @@ fn a_rotated_portrait_keeps_its_estimate() {
 fn faces_that_cannot_be_trusted_are_aligned_on_their_eyes_and_say_why() {
     let (device, detector) = device_and_detector();
     let predictor = compact_predictor();
-    let image = portrait("astronaut.png");
+    let image = portrait_rgb("astronaut.png");
     let detection = detector.detect(&image, &device).unwrap().remove(0);
     assert!(pipeline::landmarks(&image, &detection, &predictor).is_ok());
 

@@ -4,7 +4,8 @@
 //!
 //! Needs `cargo xtask fetch-models` and `cargo xtask fetch-portraits` (run by `cargo xtask test`).
 
-use std::path::{Path, PathBuf};
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use base64::Engine;
 use dldl::{
@@ -19,32 +20,13 @@ use dldl::{
 };
 use image::RgbImage;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn read(path: &Path, fetch: &str) -> Vec<u8> {
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fetch}` first", path.display()))
-}
+use support::repo::{portrait_rgb, read, root};
 
 fn reference(name: &str) -> Value {
     let path = root()
         .join("tests/fixtures/reference")
         .join(format!("{name}.json"));
     serde_json::from_slice(&read(&path, "fetch-portraits")).unwrap()
-}
-
-fn portrait(file: &str) -> RgbImage {
-    let bytes = read(
-        &root().join("tests/fixtures/portraits").join(file),
-        "fetch-portraits",
-    );
-    image::load_from_memory(&bytes).unwrap().to_rgb8()
 }
 
 fn floats(value: &Value) -> Vec<f64> {
@@ -174,7 +156,7 @@ fn chips_match_dlib_for_the_same_eyes() {
             );
         }
         assert!((details.angle - face["chip_angle"].as_f64().unwrap()).abs() < 1e-9);
-        let ours = align::extract_chip(&portrait(file), &details);
+        let ours = align::extract_chip(&portrait_rgb(file), &details);
         let theirs = chip(face);
         let diffs: Vec<u8> = ours
             .as_raw()
@@ -206,7 +188,7 @@ fn detector_agrees_with_mediapipe_decoding() {
     for (name, file) in PORTRAITS {
         let reference = reference(name);
         let theirs = &reference["faces"][0];
-        let faces = detector.detect(&portrait(file), &device).unwrap();
+        let faces = detector.detect(&portrait_rgb(file), &device).unwrap();
         assert_eq!(faces.len(), 1, "{name}: expected one face, found {faces:?}");
         let ours = &faces[0];
         let bbox = floats(&theirs["bbox"]);
@@ -247,7 +229,7 @@ fn detector_agrees_with_mediapipe_decoding() {
     assert!(coffee["faces"].as_array().unwrap().is_empty());
     assert!(
         detector
-            .detect(&portrait("coffee.png"), &device)
+            .detect(&portrait_rgb("coffee.png"), &device)
             .unwrap()
             .is_empty()
     );

@@ -15,12 +15,8 @@ use std::{
 
 use serde_json::{Value, json};
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+// Whoever includes this file includes the shared support as `support` too.
+pub use crate::support::repo::root as workspace_root;
 
 pub fn chromium() -> Option<String> {
     let candidates = [

@@ -11,6 +11,8 @@
 mod machine;
 #[path = "../../tests/support/page.rs"]
 mod page;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
 

@@ -20,6 +20,39 @@ pub enum FusionRule {
     Geometric,
 }
 
+impl FusionRule {
+    /// The rules by name, as written in TOML, JSON and on the command line.
+    pub const NAMES: [&'static str; 2] = ["arithmetic", "geometric"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FusionRule::Arithmetic => "arithmetic",
+            FusionRule::Geometric => "geometric",
+        }
+    }
+}
+
+impl std::fmt::Display for FusionRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FusionRule {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "arithmetic" => Ok(FusionRule::Arithmetic),
+            "geometric" => Ok(FusionRule::Geometric),
+            other => Err(format!(
+                "unknown fusion rule {other:?}; use {}",
+                FusionRule::NAMES.join(" or ")
+            )),
+        }
+    }
+}
+
 /// A fused distribution with its summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fused {
@@ -82,6 +115,21 @@ pub fn fuse(streams: &[&[f32]], weights: &[f32], rule: FusionRule) -> Result<Fus
 mod tests {
     use super::*;
     use crate::distribution::label::label_distribution;
+
+    #[test]
+    fn a_rule_reads_back_from_its_name_as_serde_writes_it() {
+        for name in FusionRule::NAMES {
+            let rule: FusionRule = name.parse().unwrap();
+            assert_eq!(rule.to_string(), name);
+            assert_eq!(serde_json::to_string(&rule).unwrap(), format!("\"{name}\""));
+        }
+        assert!(
+            "mean"
+                .parse::<FusionRule>()
+                .unwrap_err()
+                .contains("arithmetic or geometric")
+        );
+    }
 
     #[test]
     fn arithmetic_fusion_is_the_weighted_mixture() {

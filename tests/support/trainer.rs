@@ -1,0 +1,146 @@
+//! Running the real `trainer` binary, with the repository's model folder.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use super::repo::{root, s};
+
+/// The `trainer` binary: cargo's own for the trainer's tests, else the one built beside this
+/// test (`cargo test --workspace` builds it).
+pub fn binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_trainer") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(format!("trainer{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p trainer` (`cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A `trainer` command with the repository's model folder, ready to run.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("APPARENT_AGE_MODELS", root().join("models"));
+    command
+}
+
+/// Runs `trainer args`.
+pub fn trainer(args: &[&str]) -> Output {
+    command(args).output().expect("the trainer binary runs")
+}
+
+/// Its stderr, after checking that nothing panicked.
+pub fn no_panic(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error:\n{stderr}"
+    );
+    stderr
+}
+
+/// Runs `trainer args`, which must succeed; returns stdout and stderr.
+pub fn ok(args: &[&str]) -> (String, String) {
+    let out = trainer(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "trainer {args:?} failed:\n{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+/// The arguments of `trainer eval` of the model in `run` on `csv`, on the CPU, quietly, with
+/// `extra` ones.
+pub fn eval_args<'a>(run: &'a Path, csv: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "eval",
+        "--model",
+        s(run),
+        "--data",
+        s(csv),
+        "--device",
+        "cpu",
+        "-q",
+    ];
+    args.extend(extra);
+    args
+}
+
+/// `trainer eval --json` of the model in `run` on `csv`.
+pub fn eval_json(run: &Path, csv: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&eval_args(run, csv, &["--json"])).0).unwrap()
+}
+
+/// Writes a synthetic set of `train` and `valid` faces (32 px) into `dir/synth` and trains a
+/// TinyAgeNet on it at 32 px for `epochs` epochs on the CPU, with `extra` arguments; returns
+/// the run folder, `dir/run`.
+pub fn synthetic_stream(
+    dir: &Path,
+    train: usize,
+    valid: usize,
+    epochs: usize,
+    extra: &[&str],
+) -> PathBuf {
+    let data = dir.join("synth");
+    let run = dir.join("run");
+    let (train, valid, epochs) = (train.to_string(), valid.to_string(), epochs.to_string());
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--train",
+        &train,
+        "--valid",
+        &valid,
+        "--test",
+        "0",
+        "--image-size",
+        "32",
+        "--quiet",
+    ]);
+    let train_csv = data.join("train.csv");
+    let mut args = vec![
+        "train",
+        "--train",
+        s(&train_csv),
+        "--out",
+        s(&run),
+        "--arch",
+        "tiny-age-net",
+        "--input-size",
+        "32",
+        "--epochs",
+        &epochs,
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    args.extend(extra);
+    ok(&args);
+    run
+}
+
+/// Runs a command that must fail, without a panic, with one `error:` line naming every needle.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = trainer(args);
+    let stderr = no_panic(&out);
+    assert!(!out.status.success(), "trainer {args:?} should fail");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    for needle in needles {
+        assert!(errors[0].contains(needle), "`{needle}` not in:\n{stderr}");
+    }
+}

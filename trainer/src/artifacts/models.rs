@@ -1,0 +1,254 @@
+//! The model folder (`models/`, or `--models`, or `$APPARENT_AGE_MODELS`) and the networks loaded
+//! from it: the detector, the landmark predictor, the pretrained age network, and the estimator
+//! that runs them with any trained streams. Every command loads them through these functions, so
+//! a missing or damaged file gets the same line everywhere.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use dldl::{
+    DldlError,
+    burn::tensor::Device,
+    distribution::fusion::FusionRule,
+    face::detector::BlazeFace,
+    face::landmarks::{self, ShapePredictor},
+    face::pipeline::{Estimator, FaceFinder, Stream},
+    networks::{pretrained::PretrainedAgeNet, vgg::AgeNet},
+    weights::exported::{self, ExportedStream, StreamIndex},
+};
+
+use crate::artifacts::card;
+
+/// The pretrained age network, fetched by `cargo xtask fetch-models`.
+pub const AGE_MODEL: &str = "age-v1.onnx";
+/// The face detector, kept in the repository.
+pub const DETECTOR_MODEL: &str = "blazeface/face_detection_short_range.onnx";
+
+/// The model folder: `$APPARENT_AGE_MODELS`, else the workspace's `models/`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("APPARENT_AGE_MODELS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        PathBuf::from,
+    )
+}
+
+fn read_model(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read the model file {}; fetch the model files with `cargo xtask fetch-models` \
+             (or point --models / APPARENT_AGE_MODELS at a folder holding them)",
+            path.display()
+        )
+    })
+}
+
+fn model_error(path: &Path, error: DldlError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: {error}; fetch it again with `cargo xtask fetch-models`",
+        path.display()
+    )
+}
+
+/// Loads the face detector from the model folder.
+pub fn load_detector(models: &Path, device: &Device) -> Result<BlazeFace> {
+    let detector_path = models.join(DETECTOR_MODEL);
+    BlazeFace::from_onnx(&read_model(&detector_path)?, device)
+        .map_err(|e| model_error(&detector_path, e))
+}
+
+/// Loads dlib's five-point landmark predictor (its compact form) from the model folder.
+pub fn load_landmarks(models: &Path) -> Result<ShapePredictor> {
+    let path = models.join(landmarks::COMPACT_FILE);
+    ShapePredictor::from_bytes(&read_model(&path)?).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; write it again with `cargo xtask fetch-models`",
+            path.display()
+        )
+    })
+}
+
+/// Loads the pretrained age network (dlib's, 81 ages) from the model folder.
+pub fn load_pretrained(models: &Path, device: &Device) -> Result<PretrainedAgeNet> {
+    let path = models.join(AGE_MODEL);
+    PretrainedAgeNet::from_onnx(&read_model(&path)?, device).map_err(|e| model_error(&path, e))
+}
+
+/// Loads the detector and the landmark predictor: what the face cache cuts chips with.
+pub fn load_face_finder(models: &Path, device: &Device) -> Result<FaceFinder> {
+    Ok(FaceFinder {
+        detector: load_detector(models, device)?,
+        landmarks: load_landmarks(models)?,
+    })
+}
+
+/// Loads every stream listed in `<models>/streams/index.json` (none when there is no index).
+pub fn load_exported(models: &Path, device: &Device) -> Result<Vec<(ExportedStream, AgeNet)>> {
+    let streams = models.join(exported::STREAMS_DIR);
+    let index_path = streams.join(exported::INDEX_FILE);
+    let Ok(bytes) = std::fs::read(&index_path) else {
+        return Ok(Vec::new());
+    };
+    let index: StreamIndex = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is damaged; export the streams again",
+            index_path.display()
+        )
+    })?;
+    index
+        .streams
+        .iter()
+        .map(|name| {
+            let folder = streams.join(name);
+            let card: ExportedStream = serde_json::from_slice(
+                &std::fs::read(folder.join(exported::CARD_FILE))
+                    .with_context(|| format!("cannot read the exported stream `{name}`"))?,
+            )
+            .with_context(|| {
+                format!("{} is damaged", folder.join(exported::CARD_FILE).display())
+            })?;
+            let weights = std::fs::read(folder.join(exported::WEIGHTS_FILE))
+                .with_context(|| format!("cannot read the weights of `{name}`"))?;
+            let model = exported::load_stream(&card, weights, device)
+                .with_context(|| format!("the exported stream `{name}`"))?;
+            Ok((card, model))
+        })
+        .collect()
+}
+
+/// Loads the detector, the pretrained stream and the given trained streams.
+pub fn estimator(
+    models: &Path,
+    streams: &[PathBuf],
+    fusion: FusionRule,
+    flip: bool,
+    device: &Device,
+) -> Result<(Estimator, Vec<String>)> {
+    let detector = load_detector(models, device)?;
+    let mut all = vec![Stream::pretrained(load_pretrained(models, device)?)];
+    let mut warnings = Vec::new();
+    for (card, model) in load_exported(models, device)? {
+        if card.data == "synthetic" {
+            warnings.push(format!(
+                "the exported stream `{}` was trained on synthetic faces; its estimates on \
+                 photographs mean nothing",
+                card.name
+            ));
+        }
+        all.push(Stream {
+            name: card.name,
+            network: model,
+            input_size: card.model.input_size,
+            normalization: card.model.normalization,
+            weight: card.weight,
+        });
+    }
+    for path in streams {
+        let loaded = card::load_model(path, device)?;
+        if loaded.card.data.kind == "synthetic" {
+            warnings.push(format!(
+                "the stream {} was trained on synthetic faces; its estimates on photographs mean nothing",
+                path.display()
+            ));
+        }
+        all.push(Stream {
+            name: path.display().to_string(),
+            network: loaded.model,
+            input_size: loaded.card.model.input_size,
+            normalization: loaded.card.model.normalization,
+            weight: 1.0,
+        });
+    }
+    let estimator = Estimator {
+        detector,
+        landmarks: Some(load_landmarks(models)?),
+        streams: all,
+        fusion,
+        flip,
+    };
+    Ok((estimator, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{self, DeviceChoice};
+
+    /// The pretrained network, widened to the 101 ages, fine-tunes with a DLDL loss like any
+    /// other stream: a few Adam steps on a fixed batch lower the loss.
+    #[test]
+    fn the_widened_pretrained_stream_fine_tunes_with_dldl_losses() {
+        use dldl::{
+            burn::{
+                optim::{AdamConfig, GradientsParams},
+                tensor::{Distribution, Tensor},
+            },
+            distribution::loss::LossKind,
+            networks::pretrained::{CHIP_SIZE, PretrainedAgeNetConfig},
+        };
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let mut net = PretrainedAgeNetConfig::new()
+            .init(&device)
+            .widen_to_age_grid();
+        let mut optim = AdamConfig::new().init();
+        let x = Tensor::random(
+            [4, 3, CHIP_SIZE, CHIP_SIZE],
+            Distribution::Uniform(-0.5, 0.5),
+            &device,
+        );
+        let mu = Tensor::from_floats([20.0, 35.0, 60.0, 90.0], &device);
+        let sigma = Tensor::from_floats([3.0, 3.0, 3.0, 3.0], &device);
+        let loss_kind = LossKind::Kl;
+        let mut losses = Vec::new();
+        for _ in 0..10 {
+            let loss = loss_kind.loss(net.forward(x.clone()), mu.clone(), sigma.clone());
+            losses.push(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(1e-3, net, grads);
+        }
+        assert!(losses[9] < 0.8 * losses[0], "losses {losses:?}");
+    }
+
+    /// The pretrained stream on one aligned crop gives the same distribution on burn's CPU
+    /// backend and through wgpu, where an adapter exists.
+    #[test]
+    fn the_same_crop_gives_the_same_distribution_on_cpu_and_wgpu() {
+        let (gpu, gpu_name) = match device::select(DeviceChoice::Wgpu) {
+            Ok(found) => found,
+            Err(error) => {
+                eprintln!("skipped: no wgpu adapter here ({error:#})");
+                return;
+            }
+        };
+        let cpu = Device::flex();
+        let models = default_models_dir();
+        let (estimator, _) = estimator(&models, &[], FusionRule::Arithmetic, true, &cpu)
+            .expect("run `cargo xtask fetch-models` first");
+        let photo = image::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/portraits/astronaut.png"),
+        )
+        .expect("run `cargo xtask fetch-portraits` first")
+        .to_rgb8();
+        let detection = estimator.detector.detect(&photo, &cpu).unwrap().remove(0);
+        let crop =
+            dldl::face::pipeline::chip(&photo, &detection, dldl::networks::pretrained::CHIP_SIZE);
+        let on_cpu = estimator
+            .run_stream(&estimator.streams[0], std::slice::from_ref(&crop), &cpu)
+            .unwrap();
+        let (gpu_estimator, _) =
+            super::estimator(&models, &[], FusionRule::Arithmetic, true, &gpu).unwrap();
+        let on_gpu = gpu_estimator
+            .run_stream(&gpu_estimator.streams[0], &[crop], &gpu)
+            .unwrap();
+        let worst = on_cpu[0]
+            .iter()
+            .zip(&on_gpu[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{gpu_name}: largest difference per bin from the CPU {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{gpu_name} differs from the CPU by {worst:e} in some bin"
+        );
+    }
+}

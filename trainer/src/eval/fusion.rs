@@ -1,0 +1,267 @@
+//! `trainer fuse`: fits the fusion weights of several trained streams on a validation split,
+//! minimising the ChaLearn ε-error of the fused expectation (MAE reported beside it).
+//!
+//! The weights are searched on a grid over the simplex (steps of 1/20 for up to three streams,
+//! 1/10 beyond), every stream's distribution averaged over the image and its mirror image first.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dldl::{
+    burn::tensor::Device,
+    distribution::fusion::{FusionRule, fuse},
+    distribution::metrics::{AgeMetrics, MetricsReport},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    artifacts::card, data::load::LoadOptions, data::sets::DatasetSpec, eval::report::evaluate,
+    progress::bar,
+};
+
+/// What `trainer fuse` writes.
+pub const FUSION_FILE: &str = "fusion.json";
+
+/// The most streams the grid search takes.
+const MAX_STREAMS: usize = 6;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedStream {
+    pub model: PathBuf,
+    pub architecture: String,
+    pub weight: f32,
+    /// The stream alone on the validation sets (with test-time flip).
+    pub alone: MetricsReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionFit {
+    pub rule: FusionRule,
+    pub streams: Vec<FusedStream>,
+    /// The fused estimate on the validation sets.
+    pub fused: MetricsReport,
+    pub valid: Vec<String>,
+}
+
+impl FusionFit {
+    /// The weight fitted for `model` (a stream's folder or its model card), however the path is
+    /// written.
+    pub fn weight_of(&self, model: &Path) -> Option<f32> {
+        let key = |p: &Path| {
+            let p = if p.is_dir() {
+                p.join(card::CARD_FILE)
+            } else {
+                p.to_path_buf()
+            };
+            std::fs::canonicalize(&p).unwrap_or(p)
+        };
+        self.streams
+            .iter()
+            .find(|s| key(&s.model) == key(model))
+            .map(|s| s.weight)
+    }
+}
+
+/// Every weight vector on the simplex grid with `steps` steps per unit.
+fn simplex_grid(streams: usize, steps: usize) -> Vec<Vec<f32>> {
+    fn fill(prefix: &mut Vec<usize>, left: usize, slots: usize, out: &mut Vec<Vec<usize>>) {
+        if slots == 1 {
+            prefix.push(left);
+            out.push(prefix.clone());
+            prefix.pop();
+            return;
+        }
+        for k in 0..=left {
+            prefix.push(k);
+            fill(prefix, left - k, slots - 1, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    fill(&mut Vec::new(), steps, streams, &mut out);
+    out.into_iter()
+        .map(|w| w.into_iter().map(|k| k as f32 / steps as f32).collect())
+        .collect()
+}
+
+/// The metrics of the fused expectation under `weights`.
+fn fused_metrics(
+    distributions: &[Vec<Vec<f32>>],
+    weights: &[f32],
+    rule: FusionRule,
+    mu: &[f32],
+    sigma: &[f32],
+) -> Result<MetricsReport> {
+    let mut metrics = AgeMetrics::default();
+    let mut expected = Vec::with_capacity(mu.len());
+    for i in 0..mu.len() {
+        let streams: Vec<&[f32]> = distributions.iter().map(|d| d[i].as_slice()).collect();
+        expected.push(fuse(&streams, weights, rule)?.expected_age);
+    }
+    metrics.update(&expected, mu, sigma);
+    metrics.report().context("no validation images")
+}
+
+/// Finds the weights minimising ε (then MAE) over the streams' distributions.
+pub fn fit_weights(
+    distributions: &[Vec<Vec<f32>>],
+    rule: FusionRule,
+    mu: &[f32],
+    sigma: &[f32],
+) -> Result<(Vec<f32>, MetricsReport)> {
+    let k = distributions.len();
+    if !(2..=MAX_STREAMS).contains(&k) {
+        bail!("fusion takes 2 to {MAX_STREAMS} streams, not {k}");
+    }
+    let steps = if k <= 3 { 20 } else { 10 };
+    let mut best: Option<(Vec<f32>, MetricsReport)> = None;
+    for weights in simplex_grid(k, steps) {
+        let report = fused_metrics(distributions, &weights, rule, mu, sigma)?;
+        let better = best.as_ref().is_none_or(|(_, b)| {
+            (report.epsilon_error, report.mae) < (b.epsilon_error - 1e-12, b.mae)
+        });
+        if better {
+            best = Some((weights, report));
+        }
+    }
+    Ok(best.expect("the grid is not empty"))
+}
+
+/// Evaluates each stream on the validation sets and fits the fusion weights.
+pub fn fit_streams(
+    models: &[PathBuf],
+    valid: &[DatasetSpec],
+    rule: FusionRule,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<FusionFit> {
+    let mut distributions = Vec::new();
+    let mut streams = Vec::new();
+    let mut labels: Option<(Vec<f32>, Vec<f32>)> = None;
+    for model in models {
+        let loaded = card::load_model(model, device)?;
+        let size = loaded.card.model.input_size;
+        let set = crate::data::load::load_sets(valid, size, options, "valid")?;
+        let progress = bar(
+            options.quiet,
+            "fuse     [{bar:30}] {pos}/{len} images {eta}",
+        );
+        let predictions = evaluate(
+            &loaded.model,
+            &set,
+            &loaded.card.model.normalization,
+            64,
+            true,
+            device,
+            &progress,
+        )?;
+        progress.finish_and_clear();
+        match &labels {
+            None => labels = Some((set.mu.clone(), set.sigma.clone())),
+            Some((mu, _)) if *mu != set.mu => bail!(
+                "the streams see different validation images ({} and {}): use the same \
+                 preprocessing for all",
+                mu.len(),
+                set.mu.len()
+            ),
+            Some(_) => {}
+        }
+        streams.push(FusedStream {
+            model: model.clone(),
+            architecture: loaded.card.model.architecture.to_string(),
+            weight: 0.0,
+            alone: predictions.report,
+        });
+        distributions.push(predictions.distributions);
+    }
+    let (mu, sigma) = labels.context("no streams to fuse")?;
+    let (weights, fused) = fit_weights(&distributions, rule, &mu, &sigma)?;
+    for (stream, weight) in streams.iter_mut().zip(weights) {
+        stream.weight = weight;
+    }
+    Ok(FusionFit {
+        rule,
+        streams,
+        fused,
+        valid: valid.iter().map(DatasetSpec::name).collect(),
+    })
+}
+
+/// The fit as a small table.
+pub fn describe(fit: &FusionFit) -> String {
+    let mut out = format!("fusion ({:?}) on {} images\n", fit.rule, fit.fused.images);
+    out.push_str("  weight  ε-error  MAE    stream\n");
+    for s in &fit.streams {
+        out.push_str(&format!(
+            "  {:>6.2}  {:.4}   {:<6.3} {}\n",
+            s.weight,
+            s.alone.epsilon_error,
+            s.alone.mae,
+            s.model.display()
+        ));
+    }
+    out.push_str(&format!(
+        "  fused   {:.4}   {:<6.3}\n",
+        fit.fused.epsilon_error, fit.fused.mae
+    ));
+    out
+}
+
+/// Reads a fusion file.
+pub fn load(path: &Path) -> Result<FusionFit> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a fusion file", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dldl::distribution::label::label_distribution;
+
+    #[test]
+    fn the_grid_covers_the_simplex() {
+        let grid = simplex_grid(3, 4);
+        assert_eq!(grid.len(), 15);
+        assert!(
+            grid.iter()
+                .all(|w| (w.iter().sum::<f32>() - 1.0).abs() < 1e-6)
+        );
+        assert!(grid.contains(&vec![0.25, 0.5, 0.25]));
+    }
+
+    /// Stream A reads every face 4 years too old, stream B 4 years too young, with a little
+    /// noise of its own: each alone misses by ~4 years, the even mixture by little.
+    #[test]
+    fn fused_weights_beat_either_stream_alone() {
+        let mu: Vec<f32> = (0..60).map(|i| 10.0 + i as f32).collect();
+        let sigma = vec![3.0; mu.len()];
+        let jitter = |i: usize| ((i * 7919) % 11) as f32 / 10.0 - 0.5;
+        let a: Vec<Vec<f32>> = mu
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| label_distribution(m + 4.0 + jitter(i), 2.0).unwrap())
+            .collect();
+        let b: Vec<Vec<f32>> = mu
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| label_distribution(m - 4.0 + jitter(i + 3), 2.0).unwrap())
+            .collect();
+        let streams = vec![a, b];
+        let alone =
+            |w: Vec<f32>| fused_metrics(&streams, &w, FusionRule::Arithmetic, &mu, &sigma).unwrap();
+        let (a_alone, b_alone) = (alone(vec![1.0, 0.0]), alone(vec![0.0, 1.0]));
+        let (weights, fused) = fit_weights(&streams, FusionRule::Arithmetic, &mu, &sigma).unwrap();
+        assert!(
+            fused.epsilon_error < a_alone.epsilon_error.min(b_alone.epsilon_error) - 0.3,
+            "{fused:?} vs {a_alone:?} / {b_alone:?}"
+        );
+        assert!(fused.mae < 1.0 && a_alone.mae > 3.0 && b_alone.mae > 3.0);
+        assert!((weights[0] - 0.5).abs() <= 0.1, "{weights:?}");
+        // An uninformative third stream gets no weight.
+        let flat = vec![vec![1.0 / 101.0; 101]; mu.len()];
+        let three = vec![streams[0].clone(), streams[1].clone(), flat];
+        let (weights, _) = fit_weights(&three, FusionRule::Arithmetic, &mu, &sigma).unwrap();
+        assert!(weights[2] <= 0.05, "{weights:?}");
+    }
+}

@@ -1,0 +1,183 @@
+//! `trainer bench`: training throughput of each stream on a device (forward, backward and an
+//! Adam step on random batches), inference throughput, and how many images per second the
+//! batch workers prepare with DLDL-v2's augmentation, so that one can see whether data loading
+//! keeps the device busy.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use dldl::{
+    burn::{
+        module::Module,
+        optim::{AdamConfig, GradientsParams},
+        tensor::{Device, Tensor},
+    },
+    distribution::loss::LossKind,
+    networks::preprocess::images_to_tensor,
+    networks::vgg::{AgeNetConfig, Architecture},
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::{
+    data::loaded::{Images, LoadedSet},
+    data::loader,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamThroughput {
+    pub architecture: String,
+    pub parameters: usize,
+    pub input_size: usize,
+    pub batch_size: usize,
+    /// Training steps (forward, backward, Adam) per second × batch size.
+    pub train_images_per_second: f64,
+    pub inference_images_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub streams: Vec<StreamThroughput>,
+    /// Images per second the batch workers read and augment (DLDL-v2's augmentation).
+    pub loader_images_per_second: f64,
+    pub loader_workers: usize,
+}
+
+fn random_images(count: usize, size: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|_| (0..size * size * 3).map(|_| rng.random::<u8>()).collect())
+        .collect()
+}
+
+pub fn run(
+    architectures: &[Architecture],
+    input_size: usize,
+    batch_size: usize,
+    steps: usize,
+    device: &Device,
+    device_name: &str,
+    progress: &indicatif::ProgressBar,
+) -> Result<BenchReport> {
+    if steps == 0 || batch_size == 0 {
+        bail!("--steps and --batch-size must be at least 1");
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let mu: Vec<f32> = (0..batch_size)
+        .map(|_| rng.random_range(1.0..90.0))
+        .collect();
+    let mut streams = Vec::new();
+    progress.set_length((architectures.len() * (2 * steps + 2)) as u64);
+    for &architecture in architectures {
+        // The pretrained network takes its own chip size whatever --input-size says.
+        let input_size = if architecture == Architecture::Pretrained {
+            architecture.default_input_size()
+        } else {
+            input_size
+        };
+        let config = AgeNetConfig::for_stream(architecture, input_size);
+        let images = random_images(batch_size, input_size, &mut rng);
+        let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+        let autodiff = device.clone().autodiff();
+        let mut model = config.init(&autodiff)?;
+        let parameters = model.trainable_params();
+        let mut optim = AdamConfig::new().init();
+        let x = images_to_tensor(&refs, input_size, &config.normalization, &autodiff);
+        let mu_t = Tensor::<1>::from_floats(mu.as_slice(), &autodiff);
+        let sigma_t = Tensor::<1>::full([batch_size], 3.0, &autodiff);
+        let mut step = |model: dldl::networks::vgg::AgeNet| {
+            let loss = LossKind::KlL1 { lambda: 1.0 }.loss(
+                model.forward(x.clone()),
+                mu_t.clone(),
+                sigma_t.clone(),
+            );
+            // Reading the loss waits for the device, as the training loop does.
+            let _: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optim.step(1e-4, model, grads)
+        };
+        // One warm-up step compiles the kernels.
+        model = step(model);
+        progress.inc(1);
+        let started = Instant::now();
+        for _ in 0..steps {
+            model = step(model);
+            progress.inc(1);
+        }
+        let train = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
+
+        let valid = model.valid();
+        let x = images_to_tensor(&refs, input_size, &config.normalization, device);
+        let _: Vec<f32> = valid.distribution(x.clone()).try_into_vec_as()?;
+        progress.inc(1);
+        let started = Instant::now();
+        for _ in 0..steps {
+            let _: Vec<f32> = valid.distribution(x.clone()).try_into_vec_as()?;
+            progress.inc(1);
+        }
+        let inference = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
+        streams.push(StreamThroughput {
+            architecture: architecture.to_string(),
+            parameters,
+            input_size,
+            batch_size,
+            train_images_per_second: train,
+            inference_images_per_second: inference,
+        });
+    }
+
+    // The batch workers on in-memory chips with the full augmentation.
+    let count = 512;
+    let set = LoadedSet {
+        images: Images::Memory(random_images(count, input_size, &mut rng)),
+        targets: None,
+        mu: vec![30.0; count],
+        sigma: vec![3.0; count],
+        size: input_size,
+        skipped: 0,
+    };
+    let order: Vec<usize> = (0..count).collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = Instant::now();
+    loader::for_each_batch(
+        &set,
+        &order,
+        batch_size,
+        &crate::data::augment::Augmentation::dldl_v2(),
+        1,
+        workers,
+        |_| Ok(()),
+    )?;
+    let loader_rate = count as f64 / started.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        device: device_name.to_string(),
+        streams,
+        loader_images_per_second: loader_rate,
+        loader_workers: workers,
+    })
+}
+
+/// The report as a Markdown table.
+pub fn markdown(report: &BenchReport) -> String {
+    let mut out = format!(
+        "Device: {}\n\n| stream | parameters | input | batch | train images/s | inference images/s |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        report.device
+    );
+    for s in &report.streams {
+        out.push_str(&format!(
+            "| {} | {:.2} M | {} px | {} | {:.1} | {:.1} |\n",
+            s.architecture,
+            s.parameters as f64 / 1e6,
+            s.input_size,
+            s.batch_size,
+            s.train_images_per_second,
+            s.inference_images_per_second
+        ));
+    }
+    out.push_str(&format!(
+        "\nBatch workers ({} threads, DLDL-v2 augmentation): {:.0} images/s.\n",
+        report.loader_workers, report.loader_images_per_second
+    ));
+    out
+}
