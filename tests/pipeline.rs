@@ -97,7 +97,7 @@ fn a_two_stage_pipeline_resumes_after_being_killed_mid_stage() {
 
     // Kill the same pipeline as soon as the second stage has written its first checkpoint.
     let killed = dir.path().join("killed");
-    let mut child = support::trainer::command(&[
+    let run_killed = [
         "train",
         "--config",
         s(&config),
@@ -105,12 +105,12 @@ fn a_two_stage_pipeline_resumes_after_being_killed_mid_stage() {
         s(&killed),
         "--device",
         "cpu",
-        "--quiet",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    ];
+    let mut child = support::trainer::command(&[&run_killed[..], &["--quiet"]].concat())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let checkpoint = killed.join("stages/second/checkpoints/latest.json");
     let started = Instant::now();
     while !checkpoint.exists() {
@@ -130,15 +130,7 @@ fn a_two_stage_pipeline_resumes_after_being_killed_mid_stage() {
         !killed.join("stages/second/model.json").exists(),
         "killed before the stage finished"
     );
-    let (_, stderr) = ok(&[
-        "train",
-        "--config",
-        s(&config),
-        "--out",
-        s(&killed),
-        "--device",
-        "cpu",
-    ]);
+    let (_, stderr) = ok(&run_killed);
     assert!(
         stderr.contains("already trained"),
         "the first stage is not redone:\n{stderr}"

@@ -18,6 +18,11 @@ pub enum DldlError {
     #[error("input size {0} is too small: five 2×2 max-pools need at least 32 pixels")]
     InputTooSmall(usize),
     #[error(
+        "input size {0} is too large: the networks take at most {max} pixels a side",
+        max = crate::networks::vgg::MAX_INPUT_SIZE
+    )]
+    InputTooLarge(usize),
+    #[error(
         "the pretrained network takes {expected}×{expected} chips, not {found}×{found}: set its input size to {expected}"
     )]
     WrongInputSize { expected: usize, found: usize },

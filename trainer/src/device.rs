@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
-use dldl::burn::tensor::Device;
+use dldl::burn::tensor::{Device, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceChoice {
@@ -70,4 +70,15 @@ fn cuda() -> Result<(Device, String)> {
     anyhow::bail!(
         "this trainer was built without CUDA; rebuild with `cargo build --release -p trainer --features cuda`"
     )
+}
+
+/// A tensor's values, read back from `device`: a device that fails (lost, out of memory) is an
+/// error that names it, not a panic.
+pub fn values<const D: usize>(tensor: Tensor<D>, device: &Device) -> Result<Vec<f32>> {
+    tensor.try_into_vec_as::<f32>().map_err(|error| {
+        anyhow::anyhow!(
+            "cannot read the results back from the device {device:?}: {error}; rerun, or pick \
+             another with --device"
+        )
+    })
 }

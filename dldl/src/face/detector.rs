@@ -365,14 +365,21 @@ impl BlazeFace {
         let scale = INPUT_SIZE as f32;
         let mut candidates: Vec<(f32, [f32; 16])> = Vec::new();
         for (i, (&raw, anchor)) in scores.iter().zip(&self.anchors).enumerate() {
+            // A backend that misbehaves can hand back NaN or ±∞: such a candidate is dropped
+            // (a NaN score would pass any threshold test written as `<=`).
+            let Some(r) = boxes.get(i * REGRESSED..(i + 1) * REGRESSED) else {
+                break;
+            };
+            if !raw.is_finite() || r.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
             let score = sigmoid(raw.clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT));
             if score <= MIN_SCORE {
                 continue;
             }
-            let r = &boxes[i * REGRESSED..(i + 1) * REGRESSED];
             let (cx, cy) = (r[0] / scale + anchor[0], r[1] / scale + anchor[1]);
             let (w, h) = (r[2] / scale, r[3] / scale);
-            if w <= 0.0 || h <= 0.0 {
+            if !(w > 0.0 && h > 0.0 && (cx - w / 2.0).is_finite() && (cy - h / 2.0).is_finite()) {
                 continue;
             }
             // Box corners, then keypoints, all in [0, 1] input coordinates.
@@ -428,9 +435,14 @@ fn weighted_nms(mut candidates: Vec<(f32, [f32; 16])>) -> Vec<(f32, [f32; 16])> 
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut kept = Vec::new();
     while let Some(&(score, top)) = candidates.first() {
+        // The top candidate always joins its own cluster, so every round removes at least one
+        // and the loop ends whatever the boxes hold.
         let (cluster, rest): (Vec<_>, Vec<_>) = candidates
             .into_iter()
-            .partition(|(_, d)| iou(d, &top) > MIN_SUPPRESSION_THRESHOLD);
+            .enumerate()
+            .partition(|(i, (_, d))| *i == 0 || iou(d, &top) > MIN_SUPPRESSION_THRESHOLD);
+        let cluster: Vec<(f32, [f32; 16])> = cluster.into_iter().map(|(_, c)| c).collect();
+        let rest: Vec<(f32, [f32; 16])> = rest.into_iter().map(|(_, c)| c).collect();
         let total: f32 = cluster.iter().map(|(s, _)| s).sum();
         let mut merged = [0.0; 16];
         for (s, d) in &cluster {
@@ -438,7 +450,7 @@ fn weighted_nms(mut candidates: Vec<(f32, [f32; 16])>) -> Vec<(f32, [f32; 16])> 
                 *m += v * s / total;
             }
         }
-        kept.push((score, if cluster.is_empty() { top } else { merged }));
+        kept.push((score, merged));
         candidates = rest;
     }
     kept
@@ -485,6 +497,62 @@ mod tests {
             kept[0].1[0]
         );
         assert_eq!(kept[1].1[0], 5.0);
+    }
+
+    #[test]
+    fn non_finite_candidates_are_dropped_and_decoding_ends() {
+        let device = Device::flex();
+        let detector = BlazeFace {
+            net: BlazeFaceNet::new(&device),
+            anchors: anchors(),
+        };
+        let (_, letterbox) = input(&RgbImage::new(128, 128)).unwrap();
+        // Anchor 0: a good face; the others a strong score with NaN or ±∞ somewhere.
+        let mut scores = vec![-10.0f32; ANCHORS];
+        let mut boxes = vec![0.0f32; ANCHORS * REGRESSED];
+        let good = |boxes: &mut [f32], i: usize| {
+            boxes[i * REGRESSED + 2] = 20.0;
+            boxes[i * REGRESSED + 3] = 20.0;
+        };
+        scores[0] = 5.0;
+        good(&mut boxes, 0);
+        for (i, bad_score) in [(1, f32::NAN), (2, f32::INFINITY), (3, f32::NEG_INFINITY)] {
+            scores[i] = bad_score;
+            good(&mut boxes, i);
+        }
+        for (i, field, bad) in [
+            (4, 0, f32::NAN),
+            (5, 2, f32::INFINITY),
+            (6, 3, f32::NEG_INFINITY),
+            (7, 9, f32::NAN),
+        ] {
+            scores[i] = 5.0;
+            good(&mut boxes, i);
+            boxes[i * REGRESSED + field] = bad;
+        }
+        let found = detector.decode(&scores, &boxes, &letterbox);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].bbox.iter().all(|v| v.is_finite()));
+        // All NaN: nothing, and no endless loop.
+        let nothing = detector.decode(
+            &vec![f32::NAN; ANCHORS],
+            &vec![f32::NAN; ANCHORS * REGRESSED],
+            &letterbox,
+        );
+        assert!(nothing.is_empty());
+        // Short outputs are read as far as they go.
+        assert_eq!(
+            detector
+                .decode(&scores, &boxes[..REGRESSED], &letterbox)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn weighted_nms_ends_even_on_boxes_with_no_area() {
+        let kept = weighted_nms(vec![(0.9, [f32::NAN; 16]), (0.8, [0.0; 16])]);
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]

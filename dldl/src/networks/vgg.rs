@@ -38,6 +38,9 @@ const VGG16_STAGES: [&[usize]; 5] = [
 
 /// The smallest input that survives five 2×2 max-pools with at least one pixel.
 pub const MIN_INPUT_SIZE: usize = 32;
+/// The largest input side accepted, from flags, pipelines and model cards alike, so that a typo
+/// is an error rather than a request for gigabytes (the papers use 224).
+pub const MAX_INPUT_SIZE: usize = 1024;
 
 /// Which network a stream uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +200,9 @@ impl AgeNetConfig {
         }
         if self.input_size < MIN_INPUT_SIZE {
             return Err(DldlError::InputTooSmall(self.input_size));
+        }
+        if self.input_size > MAX_INPUT_SIZE {
+            return Err(DldlError::InputTooLarge(self.input_size));
         }
         Ok(())
     }

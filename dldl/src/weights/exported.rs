@@ -96,6 +96,13 @@ pub fn load_stream(
             card.format
         )));
     }
+    if !(card.weight.is_finite() && card.weight >= 0.0) {
+        return Err(DldlError::WeightsMismatch(format!(
+            "{CARD_FILE} gives the fusion weight {}; it must be a number of 0 or more: export \
+             the stream again",
+            card.weight
+        )));
+    }
     if let Some(expected) = card.weights_bytes
         && expected != weights.len() as u64
     {

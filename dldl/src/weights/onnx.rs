@@ -25,6 +25,9 @@ pub struct Initializer {
     pub dims: Vec<usize>,
     /// Values in row-major order, converted to `f32` (float and int64 tensors are read).
     pub values: Vec<f32>,
+    /// Why the values could not be read (another element type, external data), for tensors
+    /// the networks never ask for; asking for one is an error saying this.
+    pub unsupported: Option<String>,
 }
 
 /// One node of the graph: its operator and the names of its inputs and outputs.
@@ -82,6 +85,12 @@ impl OnnxWeights {
         let tensor = self.initializers.get(name).ok_or_else(|| {
             DldlError::WeightsMismatch(format!("the model has no tensor `{name}`"))
         })?;
+        if let Some(why) = &tensor.unsupported {
+            return Err(DldlError::WeightsMismatch(format!(
+                "tensor `{name}` {why}; this reader takes float32 and int64 tensors stored in the \
+                 file"
+            )));
+        }
         if tensor.dims != dims {
             return Err(DldlError::WeightsMismatch(format!(
                 "tensor `{name}` has shape {:?}, expected {dims:?}",
@@ -163,10 +172,14 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
     let mut raw: Option<&[u8]> = None;
     let mut floats = Vec::new();
     let mut ints = Vec::new();
+    let mut external = false;
+    let mut raw_dims = Vec::new();
     for field in Fields::new(bytes) {
         match field? {
-            (1, Value::Varint(d)) => dims.push(d as usize),
-            (1, Value::Bytes(packed)) => dims.extend(packed_varints(packed)?.map(|d| d as usize)),
+            (1, Value::Varint(d)) => raw_dims.push(d),
+            (1, Value::Bytes(packed)) => raw_dims.extend(packed_varints(packed)?),
+            // data_location = EXTERNAL: the values live in another file.
+            (14, Value::Varint(1)) => external = true,
             (2, Value::Varint(t)) => data_type = t,
             (4, Value::Bytes(packed)) => floats.extend(le_f32s(packed)),
             (4, Value::Fixed32(bits)) => floats.push(f32::from_bits(bits)),
@@ -177,7 +190,37 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
             _ => {}
         }
     }
-    let count: usize = dims.iter().product();
+    // Dimensions are int64 in the format: a negative one arrives as a huge varint.
+    for d in raw_dims {
+        let d = i64::from_ne_bytes(d.to_ne_bytes());
+        dims.push(usize::try_from(d).map_err(|_| {
+            if d < 0 {
+                bad(&format!("tensor `{name}` has a negative dimension {d}"))
+            } else {
+                bad(&format!(
+                    "tensor `{name}` has a dimension {d} too large to hold"
+                ))
+            }
+        })?);
+    }
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            bad(&format!(
+                "tensor `{name}` has a shape {dims:?} too large to hold"
+            ))
+        })?;
+    let unsupported = if external {
+        Some("keeps its values in an external file".to_string())
+    } else if data_type != FLOAT && data_type != INT64 {
+        Some(format!(
+            "is stored as {} (ONNX element type {data_type})",
+            element_name(data_type)
+        ))
+    } else {
+        None
+    };
     let values: Vec<f32> = match (data_type, raw) {
         (FLOAT, Some(raw)) => le_f32s(raw).collect(),
         (FLOAT, None) => floats,
@@ -189,13 +232,39 @@ fn read_tensor(bytes: &[u8]) -> Result<(String, Initializer), DldlError> {
         // Other types (strings, quantised weights) are not used by the networks read here.
         _ => Vec::new(),
     };
-    if (data_type == FLOAT || data_type == INT64) && values.len() != count {
+    if unsupported.is_none() && values.len() != count {
         return Err(bad(&format!(
             "tensor `{name}` holds {} values for shape {dims:?}",
             values.len()
         )));
     }
-    Ok((name, Initializer { dims, values }))
+    Ok((
+        name,
+        Initializer {
+            dims,
+            values,
+            unsupported,
+        },
+    ))
+}
+
+/// ONNX's name for an element type (`TensorProto.DataType`).
+fn element_name(data_type: u64) -> &'static str {
+    match data_type {
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        6 => "int32",
+        8 => "string",
+        9 => "bool",
+        10 => "float16",
+        11 => "double",
+        12 => "uint32",
+        13 => "uint64",
+        16 => "bfloat16",
+        _ => "another element type",
+    }
 }
 
 /// Little-endian `f32`s, as ONNX stores raw and packed float data.
@@ -338,13 +407,22 @@ mod tests {
 
     /// A model with one Conv node and a 2×3 float weight stored as raw data.
     fn tiny_model() -> Vec<u8> {
+        model_with(&[2, 3], FLOAT, &[])
+    }
+
+    /// The same model with the weight's dimensions, element type and extra fields given.
+    fn model_with(dims: &[u64], data_type: u64, extra: &[(u64, u64)]) -> Vec<u8> {
         let mut tensor = Vec::new();
-        varint(1 << 3, &mut tensor);
-        varint(2, &mut tensor);
-        varint(1 << 3, &mut tensor);
-        varint(3, &mut tensor);
+        for &d in dims {
+            varint(1 << 3, &mut tensor);
+            varint(d, &mut tensor);
+        }
         varint(2 << 3, &mut tensor);
-        varint(FLOAT, &mut tensor);
+        varint(data_type, &mut tensor);
+        for &(number, value) in extra {
+            varint(number << 3, &mut tensor);
+            varint(value, &mut tensor);
+        }
         bytes_field(8, b"w", &mut tensor);
         let raw: Vec<u8> = (0..6)
             .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
@@ -384,6 +462,30 @@ mod tests {
         );
         let err = weights.tensor("v", &[1]).unwrap_err().to_string();
         assert!(err.contains("no tensor `v`"), "{err}");
+    }
+
+    #[test]
+    fn other_element_types_external_data_and_odd_shapes_are_named() {
+        for (data_type, name) in [(10, "float16"), (11, "double"), (16, "bfloat16")] {
+            let weights = OnnxWeights::parse(&model_with(&[2, 3], data_type, &[])).unwrap();
+            let err = weights.tensor("w", &[2, 3]).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("float32"), "{err}");
+        }
+        let external = OnnxWeights::parse(&model_with(&[2, 3], FLOAT, &[(14, 1)])).unwrap();
+        let err = external.tensor("w", &[2, 3]).unwrap_err().to_string();
+        assert!(err.contains("external file"), "{err}");
+        let negative = OnnxWeights::parse(&model_with(&[2, (-3i64) as u64], FLOAT, &[]));
+        assert!(
+            negative
+                .unwrap_err()
+                .to_string()
+                .contains("negative dimension -3")
+        );
+        let huge = OnnxWeights::parse(&model_with(&[1 << 40, 1 << 40], FLOAT, &[]));
+        assert!(huge.unwrap_err().to_string().contains("too large"));
+        // A float tensor whose values do not fill its shape.
+        let short = OnnxWeights::parse(&model_with(&[3, 3], FLOAT, &[]));
+        assert!(short.unwrap_err().to_string().contains("holds 6 values"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::{
     artifacts::{card, models},
-    files,
+    device, files,
 };
 
 /// Largest change of E[age] f16 storage may cause, in years.
@@ -73,12 +73,10 @@ fn expected(
     images: &[Vec<u8>],
     config: &dldl::networks::vgg::AgeNetConfig,
     device: &Device,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
     let x = images_to_tensor(&refs, config.input_size, &config.normalization, device);
-    expected_ages(model.distribution(x))
-        .try_into_vec_as()
-        .expect("expectations are readable")
+    device::values(expected_ages(model.distribution(x)), device)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -89,6 +87,13 @@ fn valid_name(name: &str) -> bool {
 }
 
 pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> {
+    if !(options.weight.is_finite() && options.weight >= 0.0) {
+        bail!(
+            "the fusion weight (--weight, or the one in --fusion's file) must be a number of 0 or \
+             more, not {}",
+            options.weight
+        );
+    }
     if !valid_name(&options.name) {
         bail!(
             "--name `{}`: use letters, digits, `-` and `_` only",
@@ -122,7 +127,7 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
     }
     let config = loaded.card.model.clone();
     let probes = probe_images(config.input_size, 32);
-    let reference = expected(&loaded.model, &probes, &config, device);
+    let reference = expected(&loaded.model, &probes, &config, device)?;
     let f32_bytes = exported::weights_bytes(loaded.model.clone())?;
     let half_bytes = exported::weights_bytes(exported::to_half(loaded.model.clone()))?;
     let mut card = ExportedStream {
@@ -146,7 +151,7 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
     };
     // Reload the f16 bytes exactly as the demo will, and compare.
     let reloaded = exported::load_stream(&card, half_bytes.clone(), device)?;
-    let change = expected(&reloaded, &probes, &config, device)
+    let change = expected(&reloaded, &probes, &config, device)?
         .iter()
         .zip(&reference)
         .map(|(a, b)| (a - b).abs())
@@ -263,7 +268,7 @@ mod tests {
         let original = card::load_model(&run, &device).unwrap();
         let probes = probe_images(32, 8);
         let config = original.card.model.clone();
-        let reference = expected(&original.model, &probes, &config, &device);
+        let reference = expected(&original.model, &probes, &config, &device).unwrap();
 
         let f32_report = export(&options(&run, &models, "exact", true), &device).unwrap();
         let half_report = export(&options(&run, &models, "half", false), &device).unwrap();
@@ -276,8 +281,11 @@ mod tests {
         assert_eq!(names, ["exact", "half"]);
         assert_eq!(loaded[0].0.weight, 0.5);
         // f32: bit for bit; f16: within the tolerance.
-        assert_eq!(expected(&loaded[0].1, &probes, &config, &device), reference);
-        let half = expected(&loaded[1].1, &probes, &config, &device);
+        assert_eq!(
+            expected(&loaded[0].1, &probes, &config, &device).unwrap(),
+            reference
+        );
+        let half = expected(&loaded[1].1, &probes, &config, &device).unwrap();
         let change = half
             .iter()
             .zip(&reference)

@@ -36,8 +36,11 @@ pub fn run(args: SynthArgs) -> Result<()> {
         image_size: args.image_size,
         seed: args.seed,
     };
-    if args.image_size < 32 {
-        anyhow::bail!("--image-size must be at least 32");
+    if !(32..=1024).contains(&args.image_size) {
+        anyhow::bail!(
+            "--image-size must be 32 to 1024 pixels, not {}",
+            args.image_size
+        );
     }
     let bar = progress::bar(args.quiet, "synth [{bar:30}] {pos}/{len} faces {eta}");
     synth::write_dataset(&args.out, &config, &bar)?;

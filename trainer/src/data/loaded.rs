@@ -18,6 +18,10 @@ use crate::data::{
     images::{decode_image, load_image},
 };
 
+/// The largest batch accepted from flags and pipelines, checked before anything is allocated
+/// for it.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
 /// Where a set's images at the network's input size live.
 #[derive(Debug, Clone)]
 pub enum Images {

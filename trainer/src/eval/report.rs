@@ -10,7 +10,10 @@ use dldl::{
 };
 use indicatif::ProgressBar;
 
-use crate::data::loaded::LoadedSet;
+use crate::{
+    data::loaded::{LoadedSet, MAX_BATCH_SIZE},
+    device,
+};
 
 /// What a stream predicted for every image of a set.
 #[derive(Debug, Clone)]
@@ -37,6 +40,12 @@ pub fn evaluate(
     let mut predictions = Vec::with_capacity(set.len());
     let mut distributions = Vec::with_capacity(set.len());
     let indices: Vec<usize> = (0..set.len()).collect();
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        anyhow::bail!(
+            "--batch-size must be 1 to {}, not {batch_size}",
+            MAX_BATCH_SIZE
+        );
+    }
     progress.set_length(set.len() as u64);
     for chunk in indices.chunks(batch_size.max(1)) {
         let (x, _, _) = set.batch(chunk, normalization, device, false)?;
@@ -45,7 +54,7 @@ pub fn evaluate(
             let (mirrored, _, _) = set.batch(chunk, normalization, device, true)?;
             p = (p + model.distribution(mirrored)) / 2.0;
         }
-        let rows: Vec<f32> = p.try_into_vec_as().expect("predictions are readable");
+        let rows = device::values(p, device)?;
         distributions.extend(rows.chunks_exact(AGE_BINS).map(<[f32]>::to_vec));
         let expected: Vec<f32> = rows
             .chunks_exact(AGE_BINS)

@@ -30,7 +30,7 @@ use crate::{
         FaceMode,
         sets::{CsvSpec, DatasetSpec},
     },
-    files,
+    device, files,
     progress::bar,
     train::{
         run::{self, TrainSummary},
@@ -179,7 +179,7 @@ fn teach(options: &DistillOptions, device: &Device) -> Result<(PathBuf, Option<P
         let mirror_refs: Vec<&[u8]> = mirrored.iter().map(Vec::as_slice).collect();
         let p = (stream.distributions(&refs, device) + stream.distributions(&mirror_refs, device))
             / 2.0;
-        let rows: Vec<f32> = p.try_into_vec_as().expect("distributions are readable");
+        let rows = device::values(p, device)?;
         for (chip, row) in batch.iter().zip(rows.chunks_exact(AGE_BINS)) {
             let path = paths[chip.sample].clone();
             if is_valid(&path, options.valid_fraction) {

@@ -316,10 +316,16 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
         .cache
         .clone()
         .unwrap_or_else(|| options.out.join("cache"));
-    let memory_limit = config
-        .preprocess
-        .memory_limit_gib
-        .map_or(DEFAULT_MEMORY_LIMIT, |g| (g * (1u64 << 30) as f64) as usize);
+    let memory_limit = match config.preprocess.memory_limit_gib {
+        None => DEFAULT_MEMORY_LIMIT,
+        Some(g) if g.is_finite() && (0.0..=65_536.0).contains(&g) => {
+            (g * (1u64 << 30) as f64) as usize
+        }
+        Some(g) => bail!(
+            "{}: preprocess.memory_limit_gib = {g} must be a number of GiB from 0 to 65536",
+            options.config.display()
+        ),
+    };
     for (i, stage) in stages.iter().enumerate() {
         let dir = stage_dir(&options.out, &stage.name);
         if !options.quiet {

@@ -90,6 +90,12 @@ const MX_OBJECT: u8 = 3;
 const MX_CHAR: u8 = 4;
 const MX_SPARSE: u8 = 5;
 
+/// The most a compressed variable may inflate to (IMDB-WIKI's largest, `imdb.mat`, holds a few
+/// hundred MB).
+pub const MAX_INFLATED: u64 = 4 << 30;
+/// How deeply cells and structs may nest (IMDB-WIKI's nest two deep).
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses a whole MAT-file.
 pub fn parse(bytes: &[u8]) -> Result<MatFile> {
     if bytes.starts_with(b"\x89HDF") || bytes.get(512..516) == Some(b"\x89HDF") {
@@ -112,17 +118,25 @@ pub fn parse(bytes: &[u8]) -> Result<MatFile> {
         let (kind, data, next) = element(bytes, at)?;
         at = next;
         let (name, value) = match kind {
-            MI_MATRIX => matrix(data)?,
+            MI_MATRIX => matrix(data, 0)?,
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
                 flate2::read::ZlibDecoder::new(data)
+                    .take(MAX_INFLATED + 1)
                     .read_to_end(&mut inflated)
                     .context("a compressed variable does not inflate (the file is damaged)")?;
+                if inflated.len() as u64 > MAX_INFLATED {
+                    bail!(
+                        "a compressed variable inflates to more than {} GiB, over this reader's \
+                         limit",
+                        MAX_INFLATED >> 30
+                    );
+                }
                 let (kind, data, _) = element(&inflated, 0)?;
                 if kind != MI_MATRIX {
                     bail!("a compressed element holds type {kind}, not a matrix");
                 }
-                matrix(data)?
+                matrix(data, 0)?
             }
             other => bail!("unexpected top-level element of type {other}"),
         };
@@ -207,8 +221,14 @@ fn numbers(kind: u32, data: &[u8]) -> Result<Vec<f64>> {
     })
 }
 
-/// Parses a matrix element's data into its name and value.
-fn matrix(data: &[u8]) -> Result<(String, MatValue)> {
+/// Parses a matrix element's data into its name and value; `depth` counts the cells and structs
+/// around it.
+fn matrix(data: &[u8], depth: usize) -> Result<(String, MatValue)> {
+    if depth > MAX_DEPTH {
+        bail!(
+            "cells or structs nest more than {MAX_DEPTH} deep; the file is damaged or not a data set"
+        );
+    }
     if data.is_empty() {
         // An empty cell in a cell array is written as a matrix of no bytes.
         return Ok((
@@ -229,8 +249,11 @@ fn matrix(data: &[u8]) -> Result<(String, MatValue)> {
         .into_iter()
         .map(|d| d.max(0.0) as usize)
         .collect();
-    let count: usize = dims.iter().product();
     let name = String::from_utf8_lossy(name_bytes).into_owned();
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .with_context(|| format!("the dimensions {dims:?} of `{name}` are too large"))?;
     let value = match class {
         MX_CELL => {
             if rest.len() != count {
@@ -245,7 +268,7 @@ fn matrix(data: &[u8]) -> Result<(String, MatValue)> {
                     if *kind != MI_MATRIX {
                         bail!("a cell of `{name}` is not a matrix");
                     }
-                    Ok(matrix(body)?.1)
+                    Ok(matrix(body, depth + 1)?.1)
                 })
                 .collect::<Result<_>>()?;
             MatValue::Cell { dims, items }
@@ -268,7 +291,7 @@ fn matrix(data: &[u8]) -> Result<(String, MatValue)> {
                     String::from_utf8_lossy(&chunk[..end]).into_owned()
                 })
                 .collect();
-            if values.len() != names.len() * count {
+            if Some(values.len()) != names.len().checked_mul(count) {
                 bail!(
                     "the struct `{name}` holds {} values for {} fields × {count} elements",
                     values.len(),
@@ -285,7 +308,7 @@ fn matrix(data: &[u8]) -> Result<(String, MatValue)> {
                 fields
                     .get_mut(field)
                     .expect("every field was inserted")
-                    .push(matrix(body)?.1);
+                    .push(matrix(body, depth + 1)?.1);
             }
             MatValue::Struct { dims, fields }
         }
@@ -492,6 +515,22 @@ mod tests {
             panic!()
         };
         assert_eq!(text.iter().collect::<String>(), "abcefg");
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused() {
+        let mut value = row(vec![1.0]);
+        for _ in 0..MAX_DEPTH {
+            value = cell_row(vec![value]);
+        }
+        assert!(parse(&mat_file(&[("ok", value.clone())], false)).is_ok());
+        let deeper = cell_row(vec![value]);
+        for compress in [false, true] {
+            let message = parse(&mat_file(&[("deep", deeper.clone())], compress))
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("nest more than 32"), "{message}");
+        }
     }
 
     #[test]
