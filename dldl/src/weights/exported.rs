@@ -5,7 +5,7 @@
 //! stream needs no code change.
 
 use burn::{
-    module::{Module, ModuleMapper, Param},
+    module::{Module, ModuleMapper, ModuleVisitor, Param},
     store::ModuleRecord,
     tensor::{DType, Device, Tensor},
 };
@@ -70,6 +70,32 @@ impl ModuleMapper for ToHalf {
     }
 }
 
+/// Counts the float parameter tensors and those holding a NaN or an infinity.
+#[derive(Default)]
+struct NonFinite {
+    tensors: usize,
+    bad: usize,
+}
+
+impl ModuleVisitor for NonFinite {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.tensors += 1;
+        let data = param.val().into_data();
+        if !data.iter::<f32>().all(f32::is_finite) {
+            self.bad += 1;
+        }
+    }
+}
+
+/// How many of `model`'s float parameter tensors hold a NaN or an infinity, of how many (a
+/// stream that diverged in training). It reads every weight back, so it is for native callers:
+/// the page cannot read a GPU tensor synchronously.
+pub fn non_finite_parameters(model: &AgeNet) -> (usize, usize) {
+    let mut count = NonFinite::default();
+    model.visit(&mut count);
+    (count.bad, count.tensors)
+}
+
 /// The network with every float parameter stored as f16.
 pub fn to_half(model: AgeNet) -> AgeNet {
     model.map(&mut ToHalf)
@@ -126,4 +152,32 @@ pub fn load_stream(
             text
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::networks::vgg::Architecture;
+
+    struct Poison;
+
+    impl ModuleMapper for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| t.mul_scalar(f32::NAN))
+        }
+    }
+
+    #[test]
+    fn weights_with_nan_are_counted() {
+        let device = Device::flex();
+        let model = AgeNetConfig::new(Architecture::TinyAgeNet)
+            .with_input_size(32)
+            .init(&device)
+            .unwrap();
+        let (bad, tensors) = non_finite_parameters(&model);
+        assert!(tensors > 0);
+        assert_eq!(bad, 0);
+        let (bad, tensors) = non_finite_parameters(&model.map(&mut Poison));
+        assert_eq!(bad, tensors);
+    }
 }

@@ -171,7 +171,7 @@ pub fn load_weights(config: &AgeNetConfig, weights: &Path, device: &Device) -> R
     let record = ModuleRecord::load(weights)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot read the weights {}", weights.display()))?;
-    model
+    let model = model
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("{}", shorten(&e.to_string())))
         .with_context(|| {
@@ -182,5 +182,21 @@ pub fn load_weights(config: &AgeNetConfig, weights: &Path, device: &Device) -> R
                 config.architecture,
                 config.input_size
             )
-        })
+        })?;
+    finite(&model, weights)?;
+    Ok(model)
+}
+
+/// Refuses weights holding a NaN or an infinity (a run that diverged), naming the file.
+pub fn finite(model: &AgeNet, weights: &Path) -> Result<()> {
+    let (bad, tensors) = dldl::weights::exported::non_finite_parameters(model);
+    if bad > 0 {
+        anyhow::bail!(
+            "the weights {} hold NaN or infinite values in {bad} of {tensors} tensors: the run \
+             diverged; train it again (a lower learning rate), or resume from an earlier \
+             checkpoint",
+            weights.display()
+        );
+    }
+    Ok(())
 }

@@ -110,6 +110,7 @@ pub fn load_exported(models: &Path, device: &Device) -> Result<Vec<(ExportedStre
                 .with_context(|| format!("cannot read the weights of `{name}`"))?;
             let model = exported::load_stream(&card, weights, device)
                 .with_context(|| format!("the exported stream `{name}`"))?;
+            card::finite(&model, &folder.join(exported::WEIGHTS_FILE))?;
             Ok((card, model))
         })
         .collect()

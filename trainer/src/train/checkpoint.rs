@@ -63,10 +63,19 @@ pub(crate) fn save_checkpoint(
 ) -> Result<()> {
     let dir = checkpoints_dir(out);
     let name = format!("epoch-{:04}", state.epochs_done);
-    let staging = dir.join(format!("{name}.tmp-{}", std::process::id()));
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A folder of its own for every writer: two runs into one folder never share a staging area.
+    let prefix = format!("{name}.tmp-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    // The mode `create_dir` gives (the umask applies), not a temporary folder's private one.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777));
+    let staging_dir = builder
+        .tempdir_in(&dir)
+        .with_context(|| format!("cannot create a staging folder in {}", dir.display()))?;
+    let staging = staging_dir.path().to_path_buf();
     let target = dir.join(&name);
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     model
         .clone()
         .into_record()
@@ -88,6 +97,8 @@ pub(crate) fn save_checkpoint(
     }
     fs::rename(&staging, &target)
         .with_context(|| format!("cannot move the checkpoint into {}", target.display()))?;
+    // Moved into place: nothing is left for the staging folder's guard to remove.
+    let _ = staging_dir.keep();
     let pointer = LatestPointer {
         epoch: state.epochs_done,
         folder: name.clone(),
