@@ -2,6 +2,8 @@
 //! `-v6`; what `scipy.io.savemat` writes), enough for IMDB-WIKI's metadata: numeric arrays, char
 //! arrays, cell arrays and structs, compressed or not. Version 7.3 files are HDF5 and are refused
 //! with a message saying how to re-save them.
+//!
+//! Hand-written rather than the `matfile` crate, which cannot read IMDB-WIKI's struct of cells.
 
 use std::{collections::BTreeMap, io::Read};
 
