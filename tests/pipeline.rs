@@ -150,18 +150,7 @@ fn a_two_stage_pipeline_resumes_after_being_killed_mid_stage() {
         two_stages(&data, 4).replace("'kl'\nepochs = 1\n", "'kl'\nepochs = 1\nseed = 9\n"),
     )
     .unwrap();
-    fails_with(
-        &[
-            "train",
-            "--config",
-            s(&config),
-            "--out",
-            s(&killed),
-            "--device",
-            "cpu",
-        ],
-        &["stage `first`", "other settings"],
-    );
+    fails_with(&run_killed, &["stage `first`", "other settings"]);
     assert!(killed.join("stages/second/model.json").exists());
 }
 

@@ -22,6 +22,16 @@ use crate::data::{
 /// for it.
 pub const MAX_BATCH_SIZE: usize = 4096;
 
+/// Checks a batch size from a flag or a pipeline against 1..=[`MAX_BATCH_SIZE`].
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        bail!(
+            "the batch size (--batch-size, batch_size) must be 1 to {MAX_BATCH_SIZE}, not {batch_size}"
+        );
+    }
+    Ok(())
+}
+
 /// Where a set's images at the network's input size live.
 #[derive(Debug, Clone)]
 pub enum Images {

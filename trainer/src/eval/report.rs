@@ -11,7 +11,7 @@ use dldl::{
 use indicatif::ProgressBar;
 
 use crate::{
-    data::loaded::{LoadedSet, MAX_BATCH_SIZE},
+    data::loaded::{LoadedSet, check_batch_size},
     device,
 };
 
@@ -40,14 +40,9 @@ pub fn evaluate(
     let mut predictions = Vec::with_capacity(set.len());
     let mut distributions = Vec::with_capacity(set.len());
     let indices: Vec<usize> = (0..set.len()).collect();
-    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
-        anyhow::bail!(
-            "--batch-size must be 1 to {}, not {batch_size}",
-            MAX_BATCH_SIZE
-        );
-    }
+    check_batch_size(batch_size)?;
     progress.set_length(set.len() as u64);
-    for chunk in indices.chunks(batch_size.max(1)) {
+    for chunk in indices.chunks(batch_size) {
         let (x, _, _) = set.batch(chunk, normalization, device, false)?;
         let mut p = model.distribution(x);
         if flip {

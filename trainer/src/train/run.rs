@@ -31,7 +31,7 @@ use crate::{
     artifacts::card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
     artifacts::models,
     data::load::{load_sets, load_sets_with_targets},
-    data::loaded::{LoadedSet, MAX_BATCH_SIZE},
+    data::loaded::{LoadedSet, check_batch_size},
     data::loader,
     data::sets::DatasetSpec,
     data::synth::DATASET_MANIFEST,
@@ -115,12 +115,7 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
     let spec = &options.spec;
     let config = AgeNetConfig::for_stream(spec.architecture, spec.input_size);
     config.validate()?;
-    if !(1..=MAX_BATCH_SIZE).contains(&spec.batch_size) {
-        bail!(
-            "the batch size must be 1 to {MAX_BATCH_SIZE}, not {}",
-            spec.batch_size
-        );
-    }
+    check_batch_size(spec.batch_size)?;
     if !(spec.lr_gamma.is_finite() && spec.lr_gamma > 0.0) {
         bail!(
             "the learning-rate factor (--lr-gamma, schedule.gamma) must be a positive number, not {}",
