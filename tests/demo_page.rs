@@ -200,7 +200,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     let streams = page.join("models/streams");
     let html = std::fs::read(page.join("index.html")).unwrap();
     let good = streams.join("test-synthetic");
-    for broken in ["html-card", "short-weights", "html-weights"] {
+    for broken in ["html-card", "short-weights", "html-weights", "nan-weights"] {
         copy_tree(&good, &streams.join(broken));
     }
     std::fs::write(streams.join("html-card/stream.json"), &html).unwrap();
@@ -211,6 +211,13 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     )
     .unwrap();
     std::fs::write(streams.join("html-weights/weights.bpk"), &html).unwrap();
+    // Every weight NaN (f16 0xFFFF), as a run that diverged leaves them: burn-pack's tensor
+    // data starts at the 256-byte boundary after its 10-byte header and its metadata.
+    let mut nan = weights.clone();
+    let metadata = u32::from_le_bytes(nan[6..10].try_into().unwrap()) as usize;
+    let data = (10 + metadata).div_ceil(256) * 256;
+    nan[data..].fill(0xff);
+    std::fs::write(streams.join("nan-weights/weights.bpk"), &nan).unwrap();
     let mut card: Value =
         serde_json::from_slice(&std::fs::read(good.join("stream.json")).unwrap()).unwrap();
     assert!(
@@ -225,7 +232,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     .unwrap();
     std::fs::write(
         streams.join("index.json"),
-        r#"{"streams": ["no-card", "test-synthetic", "html-card", "short-weights", "html-weights"]}"#,
+        r#"{"streams": ["no-card", "test-synthetic", "html-card", "short-weights", "html-weights", "nan-weights"]}"#,
     )
     .unwrap();
 
@@ -255,6 +262,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
         ("models/streams/html-card/stream.json", "is missing"),
         ("models/streams/short-weights/weights.bpk", "arrived short"),
         ("models/streams/html-weights/weights.bpk", "HTML"),
+        ("models/streams/nan-weights/weights.bpk", "NaN"),
     ] {
         let folder = file.split('/').nth(2).unwrap();
         assert!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, Rgb, RgbImage};
 use serde_json::Value;
 use support::{
-    repo::{portrait, root, s},
+    repo::{model, portrait, root, s},
     trainer::{no_panic, synthetic_stream, trainer},
 };
 
@@ -219,13 +219,33 @@ fn missing_or_wrong_weights_are_named_with_the_fix() {
     )
     .unwrap();
     std::fs::copy(&detector, models.join("age-v1.onnx")).unwrap();
-    let out = trainer(&["predict", "--models", s(models), s(&astronaut)]);
-    let stderr = no_panic(&out);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("age-v1.onnx") && stderr.contains("do not fit"),
-        "{stderr}"
-    );
+    std::fs::copy(
+        model("face_landmarks_5.bin"),
+        models.join("face_landmarks_5.bin"),
+    )
+    .unwrap();
+    let refused = |what: &str| {
+        let out = trainer(&["predict", "--models", s(models), s(&astronaut)]);
+        let stderr = no_panic(&out);
+        assert!(!out.status.success(), "{what}");
+        assert!(
+            stderr.contains("age-v1.onnx")
+                && stderr.contains("not the file this build was made for")
+                && stderr.contains("cargo xtask fetch-models")
+                && stderr.lines().count() == 1,
+            "{what}: {stderr}"
+        );
+    };
+    refused("the detector's file as the age network");
+    // One byte changed in the age network, and the file cut short: its sha256 says so before
+    // anything is parsed.
+    let mut age = std::fs::read(model("age-v1.onnx")).unwrap();
+    let middle = age.len() / 2;
+    age[middle] ^= 1;
+    std::fs::write(models.join("age-v1.onnx"), &age).unwrap();
+    refused("a changed byte");
+    std::fs::write(models.join("age-v1.onnx"), &age[..age.len() - 7]).unwrap();
+    refused("a truncated file");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub enum DldlError {
     NoStreams,
     #[error("unknown loss `{0}`; choose one of: kl, cross-entropy, kl-l1")]
     UnknownLoss(String),
-    #[error("the weights file is damaged or not an ONNX model: {0}")]
+    #[error("the weights file cannot be read: {0}")]
     CorruptWeights(String),
     #[error("the weights do not fit this network: {0}")]
     WeightsMismatch(String),

@@ -12,6 +12,7 @@ use dldl::{
     face::tracking::Tracker,
     networks::pretrained::PretrainedAgeNet,
     weights::exported::{self, ExportedStream},
+    weights::files,
 };
 use image::RgbImage;
 use wasm_bindgen::{JsCast, prelude::*};
@@ -58,7 +59,7 @@ struct State {
 
 /// One exported stream from the page's `{folder, card, weights}`, or the line saying why it
 /// cannot run.
-fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
+async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
     let field = |key: &str| js_sys::Reflect::get(entry, &JsValue::from_str(key)).ok();
     let folder = field("folder")
         .and_then(|f| f.as_string())
@@ -79,6 +80,21 @@ fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
     let network = exported::load_stream(&card, weights, device).map_err(|e| {
         format!("models/streams/{folder}/weights.bpk cannot be loaded ({e}): {again}")
     })?;
+    // Weights of a run that diverged load, then give NaN for every face.
+    match exported::non_finite_parameters_async(&network).await {
+        Ok((0, _)) => {}
+        Ok((bad, tensors)) => {
+            return Err(format!(
+                "models/streams/{folder}/weights.bpk holds NaN or infinite values in {bad} of \
+                 {tensors} tensors (the run diverged): train it again, then {again}"
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "models/streams/{folder}/weights.bpk cannot be read back ({e}): {again}"
+            ));
+        }
+    }
     Ok(Stream {
         name: card.name,
         network,
@@ -128,6 +144,16 @@ impl AgeEstimator {
         exported: Vec<JsValue>,
         webgpu: bool,
     ) -> Result<AgeEstimator, JsError> {
+        // Each file is the one this build was made for, or the page says which is not and
+        // what to run.
+        for (file, bytes) in [
+            (&files::DETECTOR, &detector),
+            (&files::LANDMARKS, &landmarks),
+            (&files::AGE_NETWORK, &age),
+        ] {
+            file.check(&format!("models/{}", file.path), bytes)
+                .map_err(js_error)?;
+        }
         let landmarks = ShapePredictor::from_bytes(&landmarks)
             .map_err(|e| js_error(format!("the landmark predictor: {e}")))?;
         let (device, backend) = pick_device(webgpu).await;
@@ -138,7 +164,7 @@ impl AgeEstimator {
         let mut streams = vec![Stream::pretrained(age)];
         let mut warnings = Vec::new();
         for entry in exported {
-            match exported_stream(&entry, &device) {
+            match exported_stream(&entry, &device).await {
                 Ok(stream) => streams.push(stream),
                 Err(warning) => warnings.push(warning),
             }

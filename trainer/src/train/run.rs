@@ -31,7 +31,7 @@ use crate::{
     artifacts::card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
     artifacts::models,
     data::load::{load_sets, load_sets_with_targets},
-    data::loaded::{LoadedSet, check_batch_size},
+    data::loaded::LoadedSet,
     data::loader,
     data::sets::DatasetSpec,
     data::synth::DATASET_MANIFEST,
@@ -113,25 +113,11 @@ pub struct TrainSummary {
 
 pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Result<TrainSummary> {
     let spec = &options.spec;
+    spec.validate()?;
     let config = AgeNetConfig::for_stream(spec.architecture, spec.input_size);
-    config.validate()?;
-    check_batch_size(spec.batch_size)?;
-    if !(spec.lr_gamma.is_finite() && spec.lr_gamma > 0.0) {
-        bail!(
-            "the learning-rate factor (--lr-gamma, schedule.gamma) must be a positive number, not {}",
-            spec.lr_gamma
-        );
-    }
     if options.epochs == 0 {
         bail!("--epochs must be at least 1: a run of no epochs would write untrained weights");
     }
-    let lr = spec.optimizer.learning_rate;
-    if !(lr.is_finite() && lr > 0.0) {
-        bail!("the learning rate must be a positive number, not {lr}");
-    }
-    spec.augment
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if spec.train.is_empty() {
         bail!("no training set is named");
     }

@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use dldl::{
     burn::optim::{
         AdamConfig, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig,
     },
     distribution::loss::LossKind,
-    networks::vgg::Architecture,
+    networks::vgg::{AgeNetConfig, Architecture},
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ use crate::{
         augment::Augmentation,
         chips::MultipleFaces,
         load::{DEFAULT_MEMORY_LIMIT, LoadOptions},
+        loaded::check_batch_size,
         sets::DatasetSpec,
     },
 };
@@ -111,6 +113,37 @@ pub struct RunSpec {
     #[serde(default)]
     pub soft_targets: Option<PathBuf>,
     pub seed: u64,
+}
+
+impl RunSpec {
+    /// Checks every number before anything is allocated or read: the network and its input
+    /// size, the batch size, the optimiser's settings, the schedule and the augmentation; the
+    /// error names the setting as the command line and the pipeline files call it.
+    pub fn validate(&self) -> Result<()> {
+        AgeNetConfig::for_stream(self.architecture, self.input_size).validate()?;
+        check_batch_size(self.batch_size)?;
+        let lr = self.optimizer.learning_rate;
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!(
+                "the learning rate (--learning-rate, optimizer.learning_rate) must be a positive number, not {lr}"
+            );
+        }
+        let momentum = self.optimizer.momentum;
+        if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
+            bail!("optimizer.momentum must be at least 0 and below 1, not {momentum}");
+        }
+        let decay = self.optimizer.weight_decay;
+        if !(decay.is_finite() && decay >= 0.0) {
+            bail!("optimizer.weight_decay must be a number of 0 or more, not {decay}");
+        }
+        if !(self.lr_gamma.is_finite() && self.lr_gamma > 0.0) {
+            bail!(
+                "the learning-rate factor (--lr-gamma, schedule.gamma) must be a positive number, not {}",
+                self.lr_gamma
+            );
+        }
+        self.augment.validate().map_err(anyhow::Error::msg)
+    }
 }
 
 /// How a run is carried out.

@@ -154,7 +154,11 @@ pub fn load(path: &Path) -> Result<PipelineConfig> {
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let mut config: PipelineConfig = toml::from_str(&text).map_err(|e| {
         // The TOML error spans several lines; keep its message and position on one.
-        let message = e.message().trim().replace('\n', "; ");
+        let message = match e.message().trim() {
+            // toml gives some errors no message of their own.
+            "" => "not valid TOML here".to_string(),
+            message => message.replace('\n', "; "),
+        };
         let at = e
             .span()
             .map(|span| {
@@ -273,6 +277,13 @@ impl PipelineConfig {
                     seed: stage.seed,
                 },
             });
+            // Every stage's numbers are checked before the first stage trains.
+            if let Some(stage) = stages.last() {
+                stage
+                    .spec
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("{at}: {e:#}"))?;
+            }
         }
         if let Some(fuse) = &self.fuse {
             let names: BTreeSet<&str> = seen.iter().map(|(n, _)| *n).collect();
@@ -468,6 +479,34 @@ mod tests {
                 "streams: vgg16",
             ),
             ("[preprocess]\nmultiple_faces = 'all'\n".to_string(), "all"),
+            // A later stage's numbers are checked before the first one trains.
+            (
+                format!(
+                    "[[stage]]\nname = 'a'\n{STAGE}\n[[stage]]\nname = 'b'\n{}",
+                    STAGE.replace(
+                        "learning_rate = 1e-3",
+                        "learning_rate = 1e-3, momentum = 1.5"
+                    )
+                ),
+                "stage `b`: optimizer.momentum must be at least 0 and below 1, not 1.5",
+            ),
+            (
+                format!(
+                    "[[stage]]\nname = 'a'\n{}",
+                    STAGE.replace("learning_rate = 1e-3", "learning_rate = -1e-3")
+                ),
+                "stage `a`: the learning rate",
+            ),
+            (
+                format!(
+                    "[[stage]]\nname = 'a'\n{}",
+                    STAGE.replace(
+                        "learning_rate = 1e-3",
+                        "learning_rate = 1e-3, weight_decay = nan"
+                    )
+                ),
+                "optimizer.weight_decay",
+            ),
             (
                 format!("[[stage]]\nname = 'a'\n{STAGE}\n[fuse]\nstreams = ['a', 'q']\nvalid = []"),
                 "`q`, which is no stage",
