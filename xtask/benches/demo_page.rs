@@ -47,13 +47,12 @@ struct Run {
 }
 
 fn run(clip: &Path, frames: usize, extra: &[&str]) -> Run {
-    let report: Value = page::live_report_within(
-        page::built_page(),
-        clip,
-        &format!("&frames={frames}&time-landmarks=200"),
-        extra,
-        Duration::from_secs(900),
-    );
+    let wait = page::Wait {
+        frames,
+        time_landmarks: Some(200),
+        timeout: Duration::from_secs(900),
+    };
+    let report: Value = page::live_session(page::built_page(), clip, "", extra, &wait).report;
     let times: Vec<f64> = report["frameMs"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())

@@ -73,6 +73,7 @@ fn usage() -> String {
 }
 
 mod bench;
+mod csp;
 mod fetch;
 mod machine;
 mod serve;
@@ -312,6 +313,8 @@ fn demo(build_only: bool, port: u16) -> Result<()> {
         .env("CARGO_TARGET_DIR", target_dir())
         .args(["build", "--release"]);
     run("building the demo page (trunk build --release)", trunk)?;
+    // The page may load its own files and nothing else.
+    csp::pin(&workspace_root().join("dist/index.html"))?;
     let Some(server) = server else {
         return Ok(());
     };

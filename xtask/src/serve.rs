@@ -8,8 +8,8 @@
 //!   `X-Content-Type-Options: nosniff`, and the cross-origin isolation headers
 //!   (`Cross-Origin-Opener-Policy: same-origin`, `Cross-Origin-Embedder-Policy: require-corp`)
 //!   that a page needs for shared memory between threads.
-//! - Only GET and HEAD are served; the tests' server also takes the page's report
-//!   (`POST /report`, sent only when the page is opened with `?report=1`).
+//! - Only GET and HEAD are served: the page sends nothing. The tests' server also logs every
+//!   request (method and target), so that a test can check what the page asked for.
 
 use std::{
     io,
@@ -91,21 +91,24 @@ fn text(status: u16, body: String) -> Response<io::Cursor<Vec<u8>>> {
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
 }
 
-/// Answers one request from the files under `root`; a `POST /report` goes to `reports` when
-/// there is one.
-fn answer(mut request: Request, root: &Path, reports: Option<&Sender<String>>) {
+/// One request as the server received it, in the order received.
+#[derive(Debug, Clone)]
+// Read by the tests (`tests/support/page.rs`), not by `cargo xtask demo`.
+#[allow(dead_code)]
+pub struct Logged {
+    pub method: String,
+    pub target: String,
+}
+
+/// Answers one request from the files under `root`, logging it to `log` when there is one.
+fn answer(request: Request, root: &Path, log: Option<&Sender<Logged>>) {
     let method = request.method().clone();
     let target = request.url().to_string();
-    if method == Method::Post
-        && target.split('?').next() == Some("/report")
-        && let Some(reports) = reports
-    {
-        let mut body = String::new();
-        if io::Read::read_to_string(request.as_reader(), &mut body).is_ok() {
-            let _ = reports.send(body);
-        }
-        let _ = request.respond(with_common_headers(Response::empty(204)));
-        return;
+    if let Some(log) = log {
+        let _ = log.send(Logged {
+            method: method.to_string(),
+            target: target.clone(),
+        });
     }
     if method != Method::Get && method != Method::Head {
         let _ = request.respond(with_common_headers(
@@ -184,15 +187,14 @@ impl Listener {
     }
 
     /// Answers requests with the files under `root` from a thread of its own, each request on a
-    /// thread of its own, until the process ends; `reports` takes the page's `POST /report`
-    /// (tests only).
-    pub fn serve(self, root: PathBuf, reports: Option<Sender<String>>) {
+    /// thread of its own, until the process ends; `log` takes every request (tests only).
+    pub fn serve(self, root: PathBuf, log: Option<Sender<Logged>>) {
         let root = Arc::new(root);
         let server = self.server;
         std::thread::spawn(move || {
             for request in server.incoming_requests() {
-                let (root, reports) = (Arc::clone(&root), reports.clone());
-                std::thread::spawn(move || answer(request, &root, reports.as_ref()));
+                let (root, log) = (Arc::clone(&root), log.clone());
+                std::thread::spawn(move || answer(request, &root, log.as_ref()));
             }
         });
     }

@@ -96,11 +96,13 @@ pub fn stress(args: &[String]) -> Result<()> {
     let mut build = cargo();
     build.args(["test", "--workspace", "--no-run"]);
     run("building the trainer as the tests do", build)?;
-    let trainer = target_dir().join("debug/trainer");
-
     let work = target_dir().join("stress");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    // A copy of its own, so that a build during the run does not swap the binary under it.
+    let trainer = work.join("trainer");
+    fs::copy(target_dir().join("debug/trainer"), &trainer)
+        .map_err(|e| format!("cannot copy the trainer binary: {e}"))?;
     let models = workspace_root().join("models");
     let t = Trainer {
         binary: trainer,
