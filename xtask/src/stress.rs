@@ -38,13 +38,18 @@ impl Moments {
     }
 }
 
+/// The arguments of a run writing into the given folder.
+type Arguments = Box<dyn Fn(&Path) -> Vec<String>>;
+/// What prepares the given folder before a run.
+type Prepare = Box<dyn Fn(&Path) -> Result<()>>;
+
 /// One command under test.
 struct Scenario {
     name: &'static str,
     /// The arguments for a run writing into `out`.
-    args: Box<dyn Fn(&Path) -> Vec<String>>,
+    args: Arguments,
     /// Prepares `out` before the first attempt (the export's model folder).
-    prepare: Box<dyn Fn(&Path) -> Result<()>>,
+    prepare: Prepare,
     /// Files compared with the uninterrupted run (relative to `out`), and the trained stream
     /// whose predictions are compared, if any.
     compared: fn(&Path) -> Vec<PathBuf>,
