@@ -94,7 +94,7 @@ pub const TARGETS: &[(&str, &str)] = &[
     (
         "images",
         "photographs through the whole face pipeline (trainer predict): portraits, 1×1 to \
-                16384×1 and 4096×4096, every colour type, CMYK and EXIF-rotated JPEGs",
+                16384×1 and 4096×4096, grey, grey and alpha, RGBA and 16-bit PNGs, grey, CMYK and EXIF-rotated JPEGs",
     ),
     (
         "blazeface-decode",
