@@ -12,6 +12,8 @@
 //!   60), `--summary FILE`;
 //! - `--replay TARGET INDEX [--save FILE]`: one case in this process, with its input saved.
 
+#[path = "../../xtask/src/machine.rs"]
+mod machine;
 mod mutate;
 mod targets;
 
@@ -534,20 +536,6 @@ fn median_ms(micros: &[u64]) -> f64 {
         .map_or(0.0, |&m| m as f64 / 1000.0)
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "an unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
-}
-
 fn summary(options: &Options, stats: &[(&str, Stats)], wall: Duration) -> String {
     let mut out = String::new();
     let cases: u64 = stats.iter().map(|(_, s)| s.cases).sum();
@@ -563,7 +551,7 @@ fn summary(options: &Options, stats: &[(&str, Stats)], wall: Duration) -> String
         options.cases,
         options.cases,
         wall.as_secs_f64() / 60.0,
-        machine(),
+        machine::machine(),
         options.jobs,
         options.time_limit.as_secs()
     );

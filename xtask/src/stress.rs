@@ -167,21 +167,7 @@ pub fn stress(args: &[String]) -> Result<()> {
     let scenarios = vec![
         Scenario {
             name: "train --config (two stages)",
-            args: {
-                let pipeline = pipeline.clone();
-                Box::new(move |out| {
-                    strings(&[
-                        "train",
-                        "--config",
-                        &s(&pipeline),
-                        "--out",
-                        &s(out),
-                        "--device",
-                        "cpu",
-                        "--quiet",
-                    ])
-                })
-            },
+            args: train_config(pipeline.clone()),
             prepare: Box::new(|_| Ok(())),
             compared: |out| weights_under(out),
             predicted: Some("stages/second"),
@@ -189,21 +175,7 @@ pub fn stress(args: &[String]) -> Result<()> {
         },
         Scenario {
             name: "preprocessing (face chips, then one epoch)",
-            args: {
-                let faces = faces.clone();
-                Box::new(move |out| {
-                    strings(&[
-                        "train",
-                        "--config",
-                        &s(&faces),
-                        "--out",
-                        &s(out),
-                        "--device",
-                        "cpu",
-                        "--quiet",
-                    ])
-                })
-            },
+            args: train_config(faces.clone()),
             prepare: Box::new(|_| Ok(())),
             compared: |out| {
                 let mut files = weights_under(out);
@@ -425,6 +397,22 @@ impl Trainer {
             serde_json::from_str(&out).map_err(|e| format!("eval --json: {e}"))?;
         Ok(value["predictions"].clone())
     }
+}
+
+/// `trainer train --config CONFIG --out OUT` on the CPU, quietly.
+fn train_config(config: PathBuf) -> Arguments {
+    Box::new(move |out| {
+        strings(&[
+            "train",
+            "--config",
+            &s(&config),
+            "--out",
+            &s(out),
+            "--device",
+            "cpu",
+            "--quiet",
+        ])
+    })
 }
 
 fn s(path: &Path) -> String {
@@ -692,22 +680,13 @@ impl Cbor<'_> {
 
 fn summary(kills: usize, seed: u64, report: &[(&str, usize, Tally)]) -> String {
     let mut out = String::new();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
     let _ = writeln!(
         out,
         "# Crash safety: killed at random moments, then run again\n"
     );
     let _ = writeln!(
         out,
-        "Written by `cargo xtask stress --kills {kills} --seed {seed}` on {cores} cores ({cpu}), \
+        "Written by `cargo xtask stress --kills {kills} --seed {seed}` on {}, \
          the trainer as the tests build it (dev profile), on the CPU. Each command is killed \
          with SIGKILL at {kills} moments drawn uniformly over its uninterrupted run's time (the \
          first 60 % for the preprocessing run, where it cuts face chips), then run again with \
@@ -715,7 +694,8 @@ fn summary(kills: usize, seed: u64, report: &[(&str, usize, Tally)]) -> String {
          must hold every tensor its metadata lists; after each rerun the compared files must equal the \
          uninterrupted run's byte for byte, and for the pipeline the predictions on the test \
          set too. A leftover temporary file (from a write the kill cut short) is counted, not a \
-         failure: nothing reads it.\n"
+         failure: nothing reads it.\n",
+        crate::machine::machine()
     );
     let _ = writeln!(
         out,
