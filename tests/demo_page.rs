@@ -276,8 +276,8 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     }
 }
 
-/// Every request the page makes is a GET of one of its own files, and none comes while it
-/// estimates: the server's log and the browser's resource timing agree. Its
+/// Every request the page makes is a GET of one of its own files, the weights come last, and
+/// none comes while it estimates: the server's log and the browser's resource timing agree. Its
 /// Content-Security-Policy refuses a request to another server even from a script run in the
 /// page (here, injected through WebDriver).
 #[test]
@@ -332,6 +332,14 @@ fn the_page_requests_its_own_files_and_nothing_else() {
         .collect();
     assert!(later.is_empty(), "requests while estimating: {later:?}");
     assert!(loading.len() >= 5, "{loading:?}");
+    // The weights are the last thing the page asks for: nothing between them and the camera.
+    assert!(
+        loading
+            .last()
+            .is_some_and(|r| r.target.starts_with("/models/")),
+        "the last request before estimating: {:?}",
+        loading.last()
+    );
     for request in &loading {
         assert_eq!(request.method, "GET", "{request:?}");
         // The stream index is asked for whether or not a stream was exported (a 404 then).
