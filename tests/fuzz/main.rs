@@ -169,6 +169,15 @@ fn run_case(target: &Target, index: u64, scratch: &Path) -> (Outcome, Vec<u8>) {
     (outcome, input)
 }
 
+/// A scratch folder, and target `name` loaded with its state inside it.
+fn load_target(name: &str) -> Result<(tempfile::TempDir, Target), String> {
+    let scratch = tempfile::tempdir().map_err(|e| format!("no scratch folder: {e}"))?;
+    let state = scratch.path().join("state");
+    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let target = Target::new(name, &state).map_err(|e| format!("{name}: {e:#}"))?;
+    Ok((scratch, target))
+}
+
 fn worker(args: &[String]) -> Result<(), String> {
     let [name, from, to] = args else {
         return Err("--worker TARGET FROM TO".into());
@@ -177,10 +186,7 @@ fn worker(args: &[String]) -> Result<(), String> {
         from.parse().map_err(|_| "FROM is a number")?,
         to.parse().map_err(|_| "TO is a number")?,
     );
-    let scratch = tempfile::tempdir().map_err(|e| format!("no scratch folder: {e}"))?;
-    let state = scratch.path().join("state");
-    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    let target = Target::new(name, &state).map_err(|e| format!("{name}: {e:#}"))?;
+    let (scratch, target) = load_target(name)?;
     // Panics from here on are the cases' own, caught and reported on stdout.
     quiet_panics();
     let mut out = std::io::stdout().lock();
@@ -234,10 +240,7 @@ fn replay(args: &[String]) -> Result<(), String> {
         _ => return Err("--replay TARGET INDEX [--save FILE]".into()),
     };
     let index: u64 = index.parse().map_err(|_| "INDEX is a number")?;
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let state = scratch.path().join("state");
-    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    let target = Target::new(name, &state).map_err(|e| format!("{e:#}"))?;
+    let (scratch, target) = load_target(name)?;
     let (outcome, input) = run_case(&target, index, scratch.path());
     if let Some(file) = save {
         std::fs::write(file, &input).map_err(|e| format!("{file}: {e}"))?;

@@ -266,7 +266,7 @@ fn fetch_all(artifacts: &[Artifact], dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub fn sha256(bytes: &[u8]) -> String {
     model_files::sha256_hex(bytes)
 }
 

@@ -22,8 +22,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use sha2::{Digest, Sha256};
-
 use crate::{Result, cargo, fetch, run, target_dir, workspace_root};
 
 /// A small random number generator (xorshift64*), so that a run can be repeated with `--seed`.
@@ -511,25 +509,25 @@ fn digests(root: &Path, files: &[PathBuf]) -> BTreeMap<String, String> {
             } else {
                 &bytes
             };
-            let digest: String = Sha256::digest(compared)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            Some((file.display().to_string(), digest))
+            Some((file.display().to_string(), fetch::sha256(compared)))
         })
         .collect()
 }
 
-/// A burnpack file's tensor data: after its 10-byte header (magic, version, metadata size
-/// as u32 little-endian) and its metadata, from the next 256-byte boundary (burn-pack's
-/// layout); the whole file when it is shorter than that.
-fn burnpack_data(bytes: &[u8]) -> &[u8] {
-    let Some(size) = bytes.get(6..10) else {
-        return bytes;
-    };
+/// A burnpack file's layout (burn-pack's): a 10-byte header (magic, version, metadata size as
+/// u32 little-endian), the metadata, and the tensor data from the next 256-byte boundary.
+/// Returns the metadata's size and where the data starts; `None` for a file without a header.
+fn burnpack_layout(bytes: &[u8]) -> Option<(usize, usize)> {
+    let size = bytes.get(6..10)?;
     let metadata = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
-    let start = (10 + metadata).div_ceil(256) * 256;
-    bytes.get(start..).unwrap_or(bytes)
+    Some((metadata, (10 + metadata).div_ceil(256) * 256))
+}
+
+/// A burnpack file's tensor data; the whole file when it is shorter than its header says.
+fn burnpack_data(bytes: &[u8]) -> &[u8] {
+    burnpack_layout(bytes)
+        .and_then(|(_, start)| bytes.get(start..))
+        .unwrap_or(bytes)
 }
 
 /// What a kill left in `out`: every JSON file parses, every weights file is whole. Returns the
@@ -573,8 +571,7 @@ fn burnpack_whole(bytes: &[u8]) -> std::result::Result<(), String> {
     if bytes.get(..4) != Some(b"NRUB".as_slice()) {
         return Err(format!("no burnpack header ({} bytes)", bytes.len()));
     }
-    let size = bytes.get(6..10).ok_or("the header is cut")?;
-    let metadata = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    let (metadata, start) = burnpack_layout(bytes).ok_or("the header is cut")?;
     let cbor = bytes
         .get(10..10 + metadata)
         .ok_or_else(|| format!("{metadata} bytes of metadata in a file of {}", bytes.len()))?;
@@ -584,7 +581,6 @@ fn burnpack_whole(bytes: &[u8]) -> std::result::Result<(), String> {
         data_end: 0,
     };
     reader.item(0)?;
-    let start = (10 + metadata).div_ceil(256) * 256;
     let end = start as u64 + reader.data_end;
     if end != bytes.len() as u64 {
         return Err(format!(

@@ -381,7 +381,8 @@ impl BlazeFace {
             }
             let (cx, cy) = (r[0] / scale + anchor[0], r[1] / scale + anchor[1]);
             let (w, h) = (r[2] / scale, r[3] / scale);
-            if !(w > 0.0 && h > 0.0 && (cx - w / 2.0).is_finite() && (cy - h / 2.0).is_finite()) {
+            // (A non-finite corner fails the range check below.)
+            if !(w > 0.0 && h > 0.0) {
                 continue;
             }
             // Box corners, then keypoints, all in [0, 1] input coordinates.

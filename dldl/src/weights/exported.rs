@@ -70,30 +70,11 @@ impl ModuleMapper for ToHalf {
     }
 }
 
-/// Counts the float parameter tensors and those holding a NaN or an infinity.
-#[derive(Default)]
-struct NonFinite {
-    tensors: usize,
-    bad: usize,
-}
-
-impl ModuleVisitor for NonFinite {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.tensors += 1;
-        let data = param.val().into_data();
-        if !data.iter::<f32>().all(f32::is_finite) {
-            self.bad += 1;
-        }
-    }
-}
-
 /// How many of `model`'s float parameter tensors hold a NaN or an infinity, of how many (a
-/// stream that diverged in training). It reads every weight back synchronously, so it is for
-/// native callers; the page awaits [`non_finite_parameters_async`].
-pub fn non_finite_parameters(model: &AgeNet) -> (usize, usize) {
-    let mut count = NonFinite::default();
-    model.visit(&mut count);
-    (count.bad, count.tensors)
+/// stream that diverged in training): [`non_finite_parameters_async`], blocking until done, for
+/// native callers.
+pub fn non_finite_parameters(model: &AgeNet) -> Result<(usize, usize), DldlError> {
+    futures_lite::future::block_on(non_finite_parameters_async(model))
 }
 
 /// Every float parameter, flattened, to be read back.
@@ -106,8 +87,9 @@ impl ModuleVisitor for Parameters {
     }
 }
 
-/// [`non_finite_parameters`] for the page: each tensor is read back asynchronously (a GPU
-/// tensor cannot be read synchronously in a browser).
+/// How many of `model`'s float parameter tensors hold a NaN or an infinity, of how many, each
+/// tensor read back asynchronously (the page's way: a GPU tensor cannot be read synchronously in
+/// a browser).
 pub async fn non_finite_parameters_async(model: &AgeNet) -> Result<(usize, usize), DldlError> {
     let mut parameters = Parameters::default();
     model.visit(&mut parameters);
@@ -203,13 +185,13 @@ mod tests {
             .with_input_size(32)
             .init(&device)
             .unwrap();
-        let (bad, tensors) = non_finite_parameters(&model);
+        let (bad, tensors) = non_finite_parameters(&model).unwrap();
         assert!(tensors > 0);
         assert_eq!(bad, 0);
-        let read = |m: &AgeNet| futures_lite::future::block_on(non_finite_parameters_async(m));
-        assert_eq!(read(&model).unwrap(), (0, tensors));
         let poisoned = model.map(&mut Poison);
-        assert_eq!(non_finite_parameters(&poisoned), (tensors, tensors));
-        assert_eq!(read(&poisoned).unwrap(), (tensors, tensors));
+        assert_eq!(
+            non_finite_parameters(&poisoned).unwrap(),
+            (tensors, tensors)
+        );
     }
 }

@@ -189,7 +189,8 @@ pub fn load_weights(config: &AgeNetConfig, weights: &Path, device: &Device) -> R
 
 /// Refuses weights holding a NaN or an infinity (a run that diverged), naming the file.
 pub fn finite(model: &AgeNet, weights: &Path) -> Result<()> {
-    let (bad, tensors) = dldl::weights::exported::non_finite_parameters(model);
+    let (bad, tensors) = dldl::weights::exported::non_finite_parameters(model)
+        .with_context(|| format!("cannot read back the weights {}", weights.display()))?;
     if bad > 0 {
         anyhow::bail!(
             "the weights {} hold NaN or infinite values in {bad} of {tensors} tensors: the run \

@@ -255,35 +255,32 @@ impl PipelineConfig {
                 bail!("{at} names no training set (train = [...])");
             }
             seen.push((name, architecture));
+            let spec = RunSpec {
+                architecture,
+                input_size: stage
+                    .input_size
+                    .unwrap_or(architecture.default_input_size()),
+                loss,
+                train: stage.train.clone(),
+                valid: stage.valid.clone(),
+                batch_size: stage.batch_size,
+                optimizer: stage.optimizer.clone(),
+                lr_step_epochs: stage.schedule.step_epochs,
+                lr_gamma: stage.schedule.gamma,
+                augment: stage.augment.clone(),
+                multiple_faces: self.preprocess.multiple_faces,
+                init,
+                soft_targets: None,
+                seed: stage.seed,
+            };
+            // Every stage's numbers are checked before the first stage trains.
+            spec.validate()
+                .map_err(|e| anyhow::anyhow!("{at}: {e:#}"))?;
             stages.push(Stage {
                 name: name.to_string(),
                 epochs: stage.epochs,
-                spec: RunSpec {
-                    architecture,
-                    input_size: stage
-                        .input_size
-                        .unwrap_or(architecture.default_input_size()),
-                    loss,
-                    train: stage.train.clone(),
-                    valid: stage.valid.clone(),
-                    batch_size: stage.batch_size,
-                    optimizer: stage.optimizer.clone(),
-                    lr_step_epochs: stage.schedule.step_epochs,
-                    lr_gamma: stage.schedule.gamma,
-                    augment: stage.augment.clone(),
-                    multiple_faces: self.preprocess.multiple_faces,
-                    init,
-                    soft_targets: None,
-                    seed: stage.seed,
-                },
+                spec,
             });
-            // Every stage's numbers are checked before the first stage trains.
-            if let Some(stage) = stages.last() {
-                stage
-                    .spec
-                    .validate()
-                    .map_err(|e| anyhow::anyhow!("{at}: {e:#}"))?;
-            }
         }
         if let Some(fuse) = &self.fuse {
             let names: BTreeSet<&str> = seen.iter().map(|(n, _)| *n).collect();
