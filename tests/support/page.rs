@@ -229,9 +229,8 @@ pub fn live_session(
     if let Some(runs) = wait.time_landmarks {
         let ms = browser
             .run_async(&format!(
-                "const done = arguments[arguments.length - 1]; const d = window.ageDemo, g = d.grab; \
-                 const px = g.getContext('2d').getImageData(0, 0, g.width, g.height); \
-                 d.estimator.timeLandmarks(px.data, g.width, g.height, {runs}).then(done, () => done(null));"
+                "const done = arguments[arguments.length - 1]; \
+                 window.ageDemo.timeLandmarks({runs}).then(done, () => done(null));"
             ))
             .unwrap_or(Value::Null);
         report["landmarksMs"] = ms;
@@ -359,6 +358,27 @@ impl Browser {
             &format!("{}/execute/async", self.session),
             Some(json!({"script": script, "args": []})),
         )
+    }
+
+    /// Chooses `file` in the file input that `selector` finds, as a visitor would.
+    pub fn choose_file(&self, selector: &str, file: &Path) -> Result<(), String> {
+        let element = self.call(
+            "POST",
+            &format!("{}/element", self.session),
+            Some(json!({"using": "css selector", "value": selector})),
+        )?;
+        let id = element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no element {selector}"))?
+            .to_string();
+        self.call(
+            "POST",
+            &format!("{}/element/{id}/value", self.session),
+            Some(json!({"text": file.display().to_string()})),
+        )
+        .map(|_| ())
     }
 
     /// A PNG of the window.

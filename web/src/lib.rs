@@ -55,6 +55,8 @@ struct State {
     backend: String,
     warnings: Vec<String>,
     tracker: RefCell<Tracker>,
+    /// How long each step of building took ("sha256 12 ms", …), for the start-up timeline.
+    steps: Vec<String>,
 }
 
 /// One exported stream from the page's `{folder, card, weights}`, or the line saying why it
@@ -136,31 +138,54 @@ impl AgeEstimator {
     /// stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
     /// bytes). An exported stream that cannot be loaded is left out and said in `warnings`; the
     /// others run. `webgpu` asks for the GPU; without an adapter the CPU backend runs and
-    /// `backend` says why.
+    /// `backend` says why. `digests`, when given, are the three files' sha256 in hex as the
+    /// browser computed them (`crypto.subtle`, faster than hashing here); either way each
+    /// file is checked against the one this build was made for.
     pub async fn create(
         detector: Vec<u8>,
         landmarks: Vec<u8>,
         age: Vec<u8>,
         exported: Vec<JsValue>,
         webgpu: bool,
+        digests: Option<Vec<String>>,
     ) -> Result<AgeEstimator, JsError> {
+        let mut steps = Vec::new();
+        let mut clock = js_sys::Date::now();
+        let mut step = |name: &'static str| {
+            let now = js_sys::Date::now();
+            steps.push((name, now - clock));
+            clock = now;
+        };
         // Each file is the one this build was made for, or the page says which is not and
         // what to run.
-        for (file, bytes) in [
+        let digests = digests.filter(|d| d.len() == 3);
+        for (i, (file, bytes)) in [
             (&files::DETECTOR, &detector),
             (&files::LANDMARKS, &landmarks),
             (&files::AGE_NETWORK, &age),
-        ] {
-            file.check(&format!("models/{}", file.path), bytes)
-                .map_err(js_error)?;
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let shown = format!("models/{}", file.path);
+            match &digests {
+                Some(digests) => file.check_digest(&shown, bytes.len(), &digests[i]),
+                None => file.check(&shown, bytes),
+            }
+            .map_err(js_error)?;
         }
+        step("sha256");
         let landmarks = ShapePredictor::from_bytes(&landmarks)
             .map_err(|e| js_error(format!("the landmark predictor: {e}")))?;
+        step("landmarks");
         let (device, backend) = pick_device(webgpu).await;
+        step("device");
         let detector = BlazeFace::from_onnx(&detector, &device)
             .map_err(|e| js_error(format!("the face detector's weights: {e}")))?;
+        step("detector");
         let age = PretrainedAgeNet::from_onnx(&age, &device)
             .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
+        step("age network");
         let mut streams = vec![Stream::pretrained(age)];
         let mut warnings = Vec::new();
         for entry in exported {
@@ -169,6 +194,7 @@ impl AgeEstimator {
                 Err(warning) => warnings.push(warning),
             }
         }
+        step("exported streams");
         let estimator = Estimator {
             detector,
             landmarks: Some(landmarks),
@@ -182,6 +208,10 @@ impl AgeEstimator {
             backend,
             warnings,
             tracker: RefCell::new(Tracker::default()),
+            steps: steps
+                .into_iter()
+                .map(|(name, ms)| format!("{name} {ms:.0} ms"))
+                .collect(),
         };
         Ok(AgeEstimator {
             state: Rc::new(state),
@@ -192,6 +222,12 @@ impl AgeEstimator {
     #[wasm_bindgen(getter)]
     pub fn warnings(&self) -> Vec<String> {
         self.state.warnings.clone()
+    }
+
+    /// How long each step of building the pipeline took: "sha256 12 ms", "landmarks 40 ms", …
+    #[wasm_bindgen(getter)]
+    pub fn steps(&self) -> Vec<String> {
+        self.state.steps.clone()
     }
 
     /// Which backend runs: "WebGPU", or "CPU" with the reason.
@@ -243,6 +279,35 @@ impl AgeEstimator {
             // Rust (serde-wasm-bindgen) took 230 ms a frame here, JSON about 1 ms.
             let json = serde_json::to_string(&tracked).map_err(|e| error(e.to_string()))?;
             js_sys::JSON::parse(&json)
+        })
+    }
+
+    /// One warm-up frame, for choosing a backend by measurement: the detector on a blank
+    /// 640×480 frame and every stream on a blank chip and its mirror image, as a face costs.
+    /// Resolves to its milliseconds.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let error = |e: dldl::DldlError| JsValue::from(js_error(e));
+            let started = js_sys::Date::now();
+            let frame = RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]));
+            state
+                .estimator
+                .detector
+                .detect_async(&frame, &state.device)
+                .await
+                .map_err(error)?;
+            for stream in &state.estimator.streams {
+                let side = stream.input_size as u32;
+                let chip = RgbImage::from_pixel(side, side, image::Rgb([128, 128, 128]));
+                state
+                    .estimator
+                    .run_stream_async(stream, &[chip], &state.device)
+                    .await
+                    .map_err(error)?;
+            }
+            Ok(JsValue::from_f64(js_sys::Date::now() - started))
         })
     }
 

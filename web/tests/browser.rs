@@ -116,6 +116,7 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
         AGE_NETWORK.to_vec(),
         Vec::new(),
         false,
+        None,
     )
     .await
     .map_err(JsValue::from)
@@ -141,4 +142,33 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
     let refused = JsFuture::from(estimator.estimate(vec![0; 12], 4, 4, false)).await;
     let message = format!("{:?}", refused.unwrap_err());
     assert!(message.contains("needs 64 bytes"), "{message}");
+}
+
+/// The digests the page's browser computes are held to the files this build was made for, as
+/// the bytes are when it computes none.
+#[wasm_bindgen_test]
+async fn digests_from_the_browser_are_checked_like_the_bytes() {
+    let create = |digests: Option<Vec<String>>| {
+        web::AgeEstimator::create(
+            DETECTOR.to_vec(),
+            LANDMARKS.to_vec(),
+            AGE_NETWORK.to_vec(),
+            Vec::new(),
+            false,
+            digests,
+        )
+    };
+    let right: Vec<String> = [DETECTOR, LANDMARKS, AGE_NETWORK]
+        .iter()
+        .map(|b| dldl::weights::files::sha256_hex(b))
+        .collect();
+    assert!(create(Some(right.clone())).await.is_ok());
+    let mut wrong = right;
+    wrong[2] = "0".repeat(64);
+    let refused = create(Some(wrong)).await.map(|_| ()).map_err(JsValue::from);
+    let message = format!("{:?}", refused.unwrap_err());
+    assert!(
+        message.contains("models/age-v1.onnx is not the file this build was made for"),
+        "{message}"
+    );
 }

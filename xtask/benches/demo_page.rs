@@ -46,13 +46,13 @@ struct Run {
     landmarks_ms: f64,
 }
 
-fn run(clip: &Path, frames: usize, extra: &[&str]) -> Run {
+fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
     let wait = page::Wait {
         frames,
         time_landmarks: Some(200),
         timeout: Duration::from_secs(900),
     };
-    let report: Value = page::live_session(page::built_page(), clip, "", extra, &wait).report;
+    let report: Value = page::live_session(page::built_page(), clip, query, extra, &wait).report;
     let times: Vec<f64> = report["frameMs"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
@@ -115,9 +115,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let clip = page::portrait_clip(dir.path());
     eprintln!("demo page benchmark: WebGPU (software in headless Chromium), 8 frames");
-    let gpu = run(&clip, 8, &["--enable-unsafe-webgpu"]);
+    let gpu = run(&clip, 8, "&backend=webgpu", &["--enable-unsafe-webgpu"]);
     eprintln!("demo page benchmark: CPU fallback, 30 frames");
-    let cpu = run(&clip, 30, &page::NO_WEBGPU);
+    let cpu = run(&clip, 30, "", &page::NO_WEBGPU);
 
     let mut table = String::new();
     writeln!(

@@ -27,7 +27,8 @@ pub fn policy(scripts: &[String], styles: &[String]) -> String {
     };
     format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{}; style-src 'self'{}; \
-         img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'",
+         img-src 'self' data: blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+         form-action 'none'",
         hashes(scripts),
         hashes(styles)
     )

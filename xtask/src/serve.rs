@@ -10,15 +10,20 @@
 //!   that a page needs for shared memory between threads.
 //! - Only GET and HEAD are served: the page sends nothing. The tests' server also logs every
 //!   request (method and target), so that a test can check what the page asked for.
+//! - Each connection is served on a thread of its own (`std::net`, request heads parsed by
+//!   `httparse`), kept alive until the browser closes it or leaves it idle for 30 s. tiny_http
+//!   0.12, used before, hands connections to a thread pool that can queue a new connection
+//!   behind kept-alive ones when several arrive at once: the page's parallel downloads then
+//!   waited until the browser closed an idle connection.
 
 use std::{
-    io,
-    net::SocketAddr,
+    fs::File,
+    io::{self, BufRead, BufReader, BufWriter, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::{Component, Path, PathBuf},
     sync::{Arc, mpsc::Sender},
+    time::Duration,
 };
-
-use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 /// The content type a file is served with, by its extension.
 pub fn content_type(path: &Path) -> &'static str {
@@ -73,23 +78,9 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid ASCII header")
-}
-
-fn with_common_headers<R: io::Read>(response: Response<R>) -> Response<R> {
-    response
-        .with_header(header("Cache-Control", "no-cache"))
-        .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("Cross-Origin-Opener-Policy", "same-origin"))
-        .with_header(header("Cross-Origin-Embedder-Policy", "require-corp"))
-}
-
-fn text(status: u16, body: String) -> Response<io::Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(StatusCode(status))
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
-}
+/// The headers every answer carries.
+const COMMON_HEADERS: &str = "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\
+    Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n";
 
 /// One request as the server received it, in the order received.
 #[derive(Debug, Clone)]
@@ -100,56 +91,218 @@ pub struct Logged {
     pub target: String,
 }
 
+/// A request's head: its method, target, and whether the connection stays open after it.
+struct Head {
+    method: String,
+    target: String,
+    keep_alive: bool,
+}
+
+/// The longest request head read (the page's requests are a few hundred bytes).
+const MAX_HEAD: usize = 16 * 1024;
+/// How long an idle kept-alive connection is held before it is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Reads the next request head from `reader`: `Ok(None)` when the client closed the
+/// connection, `Err` for a head that is not HTTP/1.x or too long.
+fn read_head(reader: &mut BufReader<TcpStream>) -> Result<Option<Head>, &'static str> {
+    let mut raw = Vec::new();
+    loop {
+        let start = raw.len();
+        let room = (MAX_HEAD + 1 - start) as u64;
+        // A read error (the idle timeout, a reset) ends the connection like a close.
+        let read = reader
+            .by_ref()
+            .take(room)
+            .read_until(b'\n', &mut raw)
+            .unwrap_or(0);
+        if raw.len() > MAX_HEAD {
+            return Err("the request head is too long");
+        }
+        if read == 0 {
+            return if raw.is_empty() {
+                Ok(None)
+            } else {
+                Err("the request ended inside its head")
+            };
+        }
+        let blank = matches!(&raw[start..], b"\r\n" | b"\n");
+        if blank && start == 0 {
+            // Blank lines before a request are allowed (RFC 9112 §2.2).
+            raw.clear();
+        } else if blank {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(&raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err("not an HTTP request"),
+    }
+    let version = request.version.unwrap_or(0);
+    let connection = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
+    let has_body = request.headers.iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    let keep_alive = !has_body
+        && match connection.as_deref() {
+            Some(c) if c.contains("close") => false,
+            Some(c) if c.contains("keep-alive") => true,
+            _ => version == 1,
+        };
+    Ok(Some(Head {
+        method: request.method.unwrap_or("").to_string(),
+        target: request.path.unwrap_or("").to_string(),
+        keep_alive,
+    }))
+}
+
+/// Writes an answer: `status`, the content type and length, the common headers, and `body`
+/// (left out for HEAD).
+fn respond(
+    out: &mut impl Write,
+    status: &str,
+    content_type: &str,
+    length: u64,
+    extra: &str,
+    keep_alive: bool,
+    body: Option<&mut dyn Read>,
+) -> io::Result<()> {
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\
+         {COMMON_HEADERS}{extra}Connection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    )?;
+    if let Some(body) = body {
+        io::copy(body, out)?;
+    }
+    out.flush()
+}
+
+fn respond_text(
+    out: &mut impl Write,
+    status: &str,
+    text: &str,
+    extra: &str,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    let mut body = text.as_bytes();
+    respond(
+        out,
+        status,
+        "text/plain; charset=utf-8",
+        text.len() as u64,
+        extra,
+        keep_alive,
+        (!head_only).then_some(&mut body as &mut dyn Read),
+    )
+}
+
 /// Answers one request from the files under `root`, logging it to `log` when there is one.
-fn answer(request: Request, root: &Path, log: Option<&Sender<Logged>>) {
-    let method = request.method().clone();
-    let target = request.url().to_string();
+fn answer(
+    head: &Head,
+    out: &mut impl Write,
+    root: &Path,
+    log: Option<&Sender<Logged>>,
+) -> io::Result<()> {
+    let Head {
+        method,
+        target,
+        keep_alive,
+    } = head;
+    let keep_alive = *keep_alive;
     if let Some(log) = log {
         let _ = log.send(Logged {
-            method: method.to_string(),
+            method: method.clone(),
             target: target.clone(),
         });
     }
-    if method != Method::Get && method != Method::Head {
-        let _ = request.respond(with_common_headers(
-            text(
-                405,
-                format!("{method} is not served here: the page only reads files\n"),
-            )
-            .with_header(header("Allow", "GET, HEAD")),
-        ));
-        return;
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return respond_text(
+            out,
+            "405 Method Not Allowed",
+            &format!("{method} is not served here: the page only reads files\n"),
+            "Allow: GET, HEAD\r\n",
+            false,
+            false,
+        );
     }
-    let Some(path) = file_for(root, &target) else {
-        let _ = request.respond(with_common_headers(text(
-            400,
-            format!("{target} does not name a file of the page\n"),
-        )));
+    let Some(path) = file_for(root, target) else {
+        return respond_text(
+            out,
+            "400 Bad Request",
+            &format!("{target} does not name a file of the page\n"),
+            "",
+            keep_alive,
+            head_only,
+        );
+    };
+    match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
+        Ok((mut file, meta)) if meta.is_file() => respond(
+            out,
+            "200 OK",
+            content_type(&path),
+            meta.len(),
+            "",
+            keep_alive,
+            (!head_only).then_some(&mut file as &mut dyn Read),
+        ),
+        _ => respond_text(
+            out,
+            "404 Not Found",
+            &format!("{target} is not part of the page\n"),
+            "",
+            keep_alive,
+            head_only,
+        ),
+    }
+}
+
+/// Serves one connection: its requests one after another, until the client closes it, asks
+/// to, or leaves it idle for [`IDLE`].
+fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>) {
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let Ok(writer) = stream.try_clone() else {
         return;
     };
-    let file = if path.is_file() {
-        std::fs::File::open(&path).ok()
-    } else {
-        None
-    };
-    let response = match file {
-        Some(file) => {
-            let response =
-                Response::from_file(file).with_header(header("Content-Type", content_type(&path)));
-            request.respond(with_common_headers(response))
+    let mut reader = BufReader::new(stream);
+    let mut out = BufWriter::new(writer);
+    loop {
+        match read_head(&mut reader) {
+            Ok(Some(head)) => {
+                // A visitor who closes the tab mid-download is not an error.
+                if answer(&head, &mut out, root, log).is_err() || !head.keep_alive {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(problem) => {
+                let _ = respond_text(
+                    &mut out,
+                    "400 Bad Request",
+                    &format!("{problem}\n"),
+                    "",
+                    false,
+                    false,
+                );
+                return;
+            }
         }
-        None => request.respond(with_common_headers(text(
-            404,
-            format!("{target} is not part of the page\n"),
-        ))),
-    };
-    // A visitor who closes the tab mid-download is not an error.
-    let _ = response;
+    }
 }
 
 /// A server bound to its port, not yet answering.
 pub struct Listener {
-    server: tiny_http::Server,
+    listener: TcpListener,
     pub address: SocketAddr,
 }
 
@@ -162,11 +315,8 @@ impl std::fmt::Debug for Listener {
 impl Listener {
     /// Listens on 127.0.0.1:`port` (0 picks a free port).
     pub fn bind(port: u16) -> io::Result<Self> {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| {
-            let in_use = e
-                .downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse);
-            if in_use {
+        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
                 io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!(
@@ -179,22 +329,20 @@ impl Listener {
                 io::Error::other(format!("cannot listen on 127.0.0.1:{port}: {e}"))
             }
         })?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("the server has no IP address"))?;
-        Ok(Listener { server, address })
+        let address = listener.local_addr()?;
+        Ok(Listener { listener, address })
     }
 
-    /// Answers requests with the files under `root` from a thread of its own, each request on a
-    /// thread of its own, until the process ends; `log` takes every request (tests only).
+    /// Answers requests with the files under `root` from a thread of its own, each connection
+    /// on a thread of its own (so no connection ever waits for another), until the process
+    /// ends; `log` takes every request (tests only).
     pub fn serve(self, root: PathBuf, log: Option<Sender<Logged>>) {
         let root = Arc::new(root);
-        let server = self.server;
+        let listener = self.listener;
         std::thread::spawn(move || {
-            for request in server.incoming_requests() {
+            for stream in listener.incoming().flatten() {
                 let (root, log) = (Arc::clone(&root), log.clone());
-                std::thread::spawn(move || answer(request, &root, log.as_ref()));
+                std::thread::spawn(move || connection(stream, &root, log.as_ref()));
             }
         });
     }

@@ -61,15 +61,19 @@ impl ModelFile {
     /// `Ok` when `bytes` are this file's; else the line saying what they are and what to run,
     /// naming the file as `shown` (its path on disk, or its address in the page).
     pub fn check(&self, shown: &str, bytes: &[u8]) -> Result<(), String> {
-        let found = sha256_hex(bytes);
+        self.check_digest(shown, bytes.len(), &sha256_hex(bytes))
+    }
+
+    /// [`ModelFile::check`] for a file of `len` bytes whose sha256 (lowercase hex) was computed
+    /// elsewhere: the page has the browser's own SHA-256 hash a download, off its threads.
+    pub fn check_digest(&self, shown: &str, len: usize, found: &str) -> Result<(), String> {
         if found == self.sha256 {
             return Ok(());
         }
         Err(format!(
-            "{shown} is not the file this build was made for ({} bytes, sha256 {}…, expected \
+            "{shown} is not the file this build was made for ({len} bytes, sha256 {}…, expected \
              {}…): it is damaged, truncated or another version; {}",
-            bytes.len(),
-            &found[..12],
+            found.get(..12).unwrap_or(found),
             &self.sha256[..12],
             self.fix
         ))

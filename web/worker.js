@@ -1,0 +1,188 @@
+// The demo page's estimator thread: the WebAssembly module, the weights, the tracker and the
+// choice of backend live here, so the page's own thread only grabs frames and draws.
+//
+// The page starts this file as a module worker from a blob of its text, so the worker inherits
+// the page's Content-Security-Policy (a worker loaded from a URL would carry only its own
+// response's headers). It asks for nothing but the page's own WebAssembly module.
+//
+// Messages from the page (each answered once, with the same `id`):
+//   {type: "init", glue, wasm}                 load the wasm-bindgen module
+//   {type: "load", files, choice}              build the estimator; choice: auto | webgpu | cpu
+//   {type: "switch", choice}                   the same weights on another backend
+//   {type: "frame", pixels, width, height, track}
+//                                              estimate one RGBA frame (its buffer is
+//                                              transferred here and back)
+//   {type: "reset"}                            forget the tracked faces
+//   {type: "label", mu, sigma}                 the label distribution N(μ, σ), its mean and std
+//   {type: "time-landmarks", pixels, width, height, runs}
+// Answers: {id, ok: true, ...} or {id, ok: false, message, crashed}. `crashed` means the module
+// itself failed (a panic, out of memory): the page then starts a new worker.
+
+let glue = null;
+let files = null;
+// One estimator per backend built so far ("WebGPU", "CPU"); `active` names the one that runs.
+const estimators = new Map();
+let active = null;
+// Milliseconds each estimator took to build, for the page's start-up timeline.
+const buildMs = {};
+const buildSteps = {};
+
+const crashed = (e) => e instanceof WebAssembly.RuntimeError || /out of memory|unreachable/i.test(String(e?.message ?? e));
+const text = (e) => String(e?.message ?? e).replace(/\s*\n\s*/g, " ").trim();
+
+// What WebGPU adapter the browser offers: null without one; `software` when it is a software
+// rasteriser or the browser's fallback adapter (SwiftShader, llvmpipe, WARP), which runs this
+// network far slower than the CPU backend.
+async function adapter() {
+  if (!self.navigator?.gpu) return null;
+  let found;
+  try { found = await navigator.gpu.requestAdapter(); } catch { return null; }
+  if (!found) return null;
+  const info = found.info ?? {};
+  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") || "unnamed adapter";
+  const software = Boolean(info.isFallbackAdapter ?? found.isFallbackAdapter) ||
+    /swiftshader|llvmpipe|lavapipe|softpipe|software|warp|basic render/i.test(name);
+  return { name, software };
+}
+
+async function build(backend) {
+  if (estimators.has(backend)) return estimators.get(backend);
+  const { detector, landmarks, age, streams, digests } = files;
+  const started = performance.now();
+  const built = await glue.AgeEstimator.create(detector, landmarks, age, streams, backend === "WebGPU", digests);
+  buildMs[backend] = Math.round(performance.now() - started);
+  buildSteps[backend] = built.steps;
+  if (backend === "WebGPU" && built.backend !== "WebGPU") {
+    const why = built.backend.replace(/^CPU \(WebGPU is unavailable: |\)$/g, "");
+    built.free();
+    throw new Error(`WebGPU did not start (${text(why)})`);
+  }
+  estimators.set(backend, built);
+  return built;
+}
+
+// Milliseconds of one warm-up frame (the detector and every stream on blank input), the second
+// of two runs: the first also compiles shaders and fills caches.
+async function warmUp(estimator) {
+  await estimator.warmUp();
+  return estimator.warmUp();
+}
+
+function describe(estimator, reason, timings, gpu) {
+  return {
+    backend: active,
+    reason,
+    timings,
+    adapter: gpu,
+    warnings: estimator.warnings,
+    streams: estimator.streams,
+    built: Array.from(estimators.keys()),
+    buildMs,
+    buildSteps,
+  };
+}
+
+// Builds the estimators that `choice` calls for and keeps the faster one; `reason` says in
+// plain words why it runs where it does.
+async function choose(choice) {
+  // The adapter is asked for while the CPU backend builds: the answer takes a while.
+  const asked = choice === "cpu" ? Promise.resolve(null) : adapter();
+  const timings = {};
+  const keep = async (backend, reason, gpu) => {
+    active = backend;
+    return describe(await build(backend), reason, timings, gpu);
+  };
+  if (choice === "webgpu") {
+    const gpu = await asked;
+    if (!gpu) return keep("CPU", `WebGPU was chosen, but ${self.navigator?.gpu ? "it found no GPU adapter here" : "this browser has no WebGPU"}; the CPU backend runs instead`, gpu);
+    try {
+      return await keep("WebGPU", `chosen by hand (${gpu.name}${gpu.software ? ", a software adapter" : ""})`, gpu);
+    } catch (e) {
+      return keep("CPU", `${text(e)}; the CPU backend runs instead`, gpu);
+    }
+  }
+  const cpu = await build("CPU");
+  const gpu = await asked;
+  if (choice === "cpu") return keep("CPU", "chosen by hand", gpu);
+  if (!gpu) return keep("CPU", self.navigator?.gpu ? "WebGPU found no GPU adapter here" : "this browser has no WebGPU", gpu);
+  if (gpu.software) {
+    return keep("CPU", `the only WebGPU adapter here is a software one (${gpu.name}), far slower than the CPU; choose WebGPU by hand to try it`, gpu);
+  }
+  // A hardware adapter: a warm-up frame on each, and the faster one stays.
+  timings.CPU = await warmUp(cpu);
+  try {
+    timings.WebGPU = await warmUp(await build("WebGPU"));
+  } catch (e) {
+    return keep("CPU", `${text(e)}; the CPU backend runs`, gpu);
+  }
+  const [fast, slow] = timings.WebGPU < timings.CPU ? ["WebGPU", "CPU"] : ["CPU", "WebGPU"];
+  // Only the one that runs keeps its memory; the other is built again if asked for.
+  const dropped = estimators.get(slow);
+  estimators.delete(slow);
+  dropped.free();
+  return keep(fast, `faster here: ${timings[fast].toFixed(0)} ms a warm-up frame against ${timings[slow].toFixed(0)} ms on ${slow === "CPU" ? "the CPU" : "WebGPU"} (${gpu.name})`, gpu);
+}
+
+async function handle(message) {
+  switch (message.type) {
+    case "init": {
+      glue = await import(message.glue);
+      await glue.default({ module_or_path: message.wasm });
+      return {};
+    }
+    case "load": {
+      files = message.files;
+      return choose(message.choice);
+    }
+    case "switch":
+      return choose(message.choice);
+    case "label": {
+      const distribution = glue.labelDistribution(message.mu, message.sigma);
+      return { distribution, mean: glue.expectedAge(distribution), std: glue.stdDev(distribution) };
+    }
+    case "reset":
+      for (const estimator of estimators.values()) estimator.reset();
+      return {};
+    case "frame": {
+      const { pixels, width, height, track } = message;
+      const bytes = new Uint8Array(pixels);
+      const started = performance.now();
+      let faces, fellBack = null;
+      try {
+        faces = await estimators.get(active).estimate(bytes, width, height, track);
+      } catch (e) {
+        if (active !== "WebGPU" || crashed(e)) throw e;
+        // WebGPU failed at run time: the CPU backend takes over with the weights already here.
+        fellBack = `WebGPU failed (${text(e)}); switched to the CPU backend`;
+        const failed = estimators.get("WebGPU");
+        estimators.delete("WebGPU");
+        try { failed.free(); } catch { /* already gone with its device */ }
+        await build("CPU");
+        active = "CPU";
+        faces = await estimators.get(active).estimate(bytes, width, height, track);
+      }
+      const ms = performance.now() - started;
+      return { faces, ms, pixels, fellBack, backend: active, transfer: [pixels] };
+    }
+    case "time-landmarks": {
+      const { pixels, width, height, runs } = message;
+      const ms = await estimators.get(active).timeLandmarks(new Uint8Array(pixels), width, height, runs);
+      return { ms: ms ?? null };
+    }
+    default:
+      throw new Error(`unknown message ${message.type}`);
+  }
+}
+
+// One message at a time, in order: a frame never overlaps a switch of backend or another frame.
+let queue = Promise.resolve();
+self.onmessage = ({ data }) => {
+  queue = queue.then(async () => {
+    try {
+      const { transfer = [], ...answer } = await handle(data);
+      self.postMessage({ id: data.id, ok: true, ...answer }, transfer);
+    } catch (e) {
+      self.postMessage({ id: data.id, ok: false, message: text(e), crashed: crashed(e) });
+    }
+  });
+};
