@@ -488,6 +488,44 @@ fn bad_input_on_the_live_page_is_said_in_one_line_and_the_page_goes_on() {
     );
 }
 
+/// Three faces side by side in a 640×480 camera frame: three boxes, three tracks; once they have
+/// settled, the age network runs on fewer faces than are shown (the settled-track rule).
+#[test]
+fn three_faces_side_by_side_get_three_tracks() {
+    let _dist = dist_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = page::faces_clip(dir.path(), 3);
+    let wait = page::Wait {
+        frames: 12,
+        ..page::Wait::default()
+    };
+    let report =
+        page::live_session(built_page(), &clip, "&backend=cpu", &page::NO_WEBGPU, &wait).report;
+    let faces = report["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 3, "{:#}", report["faces"]);
+    let mut tracks: Vec<u64> = faces.iter().map(|f| f["track"].as_u64().unwrap()).collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    assert_eq!(tracks.len(), 3, "each face its own track: {tracks:?}");
+    for face in faces {
+        let age = face["expected_age"].as_f64().unwrap();
+        assert!(
+            (60.0..=90.0).contains(&age),
+            "the same portrait three times: {age}"
+        );
+    }
+    let (ran, shown) = (
+        report["networkFaces"].as_u64().unwrap(),
+        report["seenFaces"].as_u64().unwrap(),
+    );
+    assert_eq!(report["every"], 3);
+    assert!(ran < shown, "the network ran on {ran} of {shown} faces");
+    assert!(
+        ran >= 3 * 5,
+        "every face gets the network on its first five frames: {ran}"
+    );
+}
+
 /// A stream trained here on the synthetic set and exported into a temporary copy of the page's
 /// weights folder (never into the real one) joins the fusion with its own curve.
 #[test]

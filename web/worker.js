@@ -7,7 +7,8 @@
 //
 // Messages from the page (each answered once, with the same `id`):
 //   {type: "init", glue, wasm}                 load the wasm-bindgen module
-//   {type: "load", files, choice}              build the estimator; choice: auto | webgpu | cpu
+//   {type: "load", files, choice, every}       build the estimator; choice: auto | webgpu | cpu;
+//                                              every: the settled-track rule's period
 //   {type: "switch", choice}                   the same weights on another backend
 //   {type: "frame", pixels, width, height, track}
 //                                              estimate one RGBA frame (its buffer is
@@ -20,6 +21,8 @@
 
 let glue = null;
 let files = null;
+// The settled-track rule: a settled face gets the age network on one frame in `every`.
+let every = 1;
 // One estimator per backend built so far ("WebGPU", "CPU"); `active` names the one that runs.
 const estimators = new Map();
 let active = null;
@@ -50,6 +53,7 @@ async function build(backend) {
   const { detector, landmarks, age, streams, digests } = files;
   const started = performance.now();
   const built = await glue.AgeEstimator.create(detector, landmarks, age, streams, backend === "WebGPU", digests);
+  built.setEvery(every);
   buildMs[backend] = Math.round(performance.now() - started);
   buildSteps[backend] = built.steps;
   if (backend === "WebGPU" && built.backend !== "WebGPU") {
@@ -132,6 +136,8 @@ async function handle(message) {
     }
     case "load": {
       files = message.files;
+      every = message.every;
+      for (const estimator of estimators.values()) estimator.setEvery(every);
       return choose(message.choice);
     }
     case "switch":

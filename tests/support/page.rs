@@ -259,6 +259,36 @@ pub fn portrait_clip(dir: &Path) -> PathBuf {
     clip
 }
 
+/// The fake camera's clip of `faces` copies of the Grace Hopper portrait side by side in a
+/// 640×480 frame (grey around them), 20 frames, written into `dir`.
+pub fn faces_clip(dir: &Path, faces: u32) -> PathBuf {
+    let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
+    let portrait = image::open(&portrait)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo xtask fetch-portraits`",
+                portrait.display()
+            )
+        })
+        .to_rgb8();
+    let side = (640 / faces).min(480);
+    let small =
+        image::imageops::resize(&portrait, side, side, image::imageops::FilterType::Triangle);
+    let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]));
+    for i in 0..faces {
+        let x = i * (640 / faces) + (640 / faces - side) / 2;
+        image::imageops::replace(
+            &mut frame,
+            &small,
+            i64::from(x),
+            i64::from((480 - side) / 2),
+        );
+    }
+    let clip = dir.join(format!("faces-{faces}.y4m"));
+    std::fs::write(&clip, y4m(&frame, 20)).unwrap();
+    clip
+}
+
 /// Headless Chromium driven through Debian's chromedriver (WebDriver), for what the page shows
 /// rather than what it reports: the status line, the messages, screenshots. Quits the browser
 /// and stops chromedriver when dropped.

@@ -263,15 +263,44 @@ impl AgeEstimator {
             }
             let image = rgba_to_rgb(&rgba, width, height)
                 .ok_or_else(|| error("the frame is empty".into()))?;
-            let faces = state
-                .estimator
-                .estimate_async(&image, &state.device)
-                .await
-                .map_err(|e| error(e.to_string()))?;
-            // A still photo gets a tracker of its own, so it neither joins nor ends a live track.
             let tracked = if track {
-                state.tracker.borrow_mut().update(faces)
+                // The settled-track rule (dldl::face::tracking): the network runs on the faces
+                // the tracker asks for; the others keep their smoothed estimate.
+                let detections = state
+                    .estimator
+                    .detector
+                    .detect_async(&image, &state.device)
+                    .await
+                    .map_err(|e| error(e.to_string()))?;
+                let boxes: Vec<[f32; 4]> = detections.iter().map(|d| d.bbox).collect();
+                let plan = state.tracker.borrow().plan(&boxes);
+                let chosen: Vec<_> = detections
+                    .iter()
+                    .zip(&plan)
+                    .filter(|(_, run)| **run)
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                let mut estimates = state
+                    .estimator
+                    .estimate_faces_async(&image, &chosen, &state.device)
+                    .await
+                    .map_err(|e| error(e.to_string()))?
+                    .into_iter();
+                let estimates = plan
+                    .iter()
+                    .map(|&run| if run { estimates.next() } else { None });
+                state
+                    .tracker
+                    .borrow_mut()
+                    .update_partial(&detections, estimates.collect())
             } else {
+                // A still photo gets a tracker of its own, so it neither joins nor ends a live
+                // track.
+                let faces = state
+                    .estimator
+                    .estimate_async(&image, &state.device)
+                    .await
+                    .map_err(|e| error(e.to_string()))?;
                 Tracker::default().update(faces)
             }
             .map_err(|e| error(e.to_string()))?;
@@ -309,6 +338,13 @@ impl AgeEstimator {
             }
             Ok(JsValue::from_f64(js_sys::Date::now() - started))
         })
+    }
+
+    /// The settled-track rule: a settled face gets the age network on one frame in `every`
+    /// (1 runs it on every frame). See `dldl::face::tracking`.
+    #[wasm_bindgen(js_name = setEvery)]
+    pub fn set_every(&self, every: u32) {
+        self.state.tracker.borrow_mut().every = every.max(1);
     }
 
     /// Forgets the tracked faces (for a new camera or a still photo).

@@ -5,17 +5,32 @@
 //! distributions — the distributions are combined, not just the numbers — so E[age] and σ come
 //! from one smoothed distribution. A track not seen for a few frames is dropped: a face that
 //! leaves and comes back starts afresh.
+//!
+//! **The settled-track rule** ([`Tracker::every`]): the age network need not run on every
+//! frame of a face whose estimate has settled. A track that has had the network on
+//! [`SETTLE_FRAMES`] frames is *settled*; from then on the network runs on it on one frame in
+//! `every` (tracks take turns, so several faces do not all fall due on the same frame), and at
+//! once whenever its box has moved (IoU with the box of its last network frame below
+//! [`MOVED_IOU`]). On the other frames the face keeps its smoothed distribution and its last
+//! landmarks, moved with its box. [`Tracker::plan`] says which detections need the network;
+//! [`Tracker::update_partial`] takes the estimates of those and the boxes of all.
 
 use serde::Serialize;
 
 use crate::{
     DldlError,
     distribution::{expected_age, std_dev, top_ages},
-    face::pipeline::FaceEstimate,
+    face::detector::FaceDetection,
+    face::pipeline::{Alignment, FaceEstimate},
 };
 
 /// Overlap above which a detection continues a track.
 const MIN_IOU: f32 = 0.3;
+/// Frames with the network after which a track is settled.
+pub const SETTLE_FRAMES: u32 = 5;
+/// A settled track's box overlapping the box of its last network frame less than this has
+/// moved: the network runs on it again at once.
+pub const MOVED_IOU: f32 = 0.7;
 
 #[derive(Debug, Clone)]
 struct Track {
@@ -24,6 +39,22 @@ struct Track {
     distribution: Vec<f32>,
     frames: u32,
     missed: u32,
+    /// Frames on which the network ran on this face.
+    estimated: u32,
+    /// The estimate of its last network frame, and that frame's box.
+    last: FaceEstimate,
+}
+
+impl Track {
+    /// Whether the network must run on this track's face in the next frame, whose box is
+    /// `bbox`.
+    fn due(&self, bbox: &[f32; 4], every: u32) -> bool {
+        self.estimated < SETTLE_FRAMES
+            || every <= 1
+            || iou(bbox, &self.last.bbox) < MOVED_IOU
+            // The track's own turn: its frame count, offset by its id so tracks take turns.
+            || (self.frames + self.id).is_multiple_of(every)
+    }
 }
 
 /// Smooths per-face distributions over successive frames.
@@ -33,6 +64,9 @@ pub struct Tracker {
     pub memory: f32,
     /// Frames a face may go unseen before its track is dropped.
     pub max_missed: u32,
+    /// The settled-track rule: a settled face gets the network on one frame in `every`; 1 (the
+    /// default) runs it on every frame.
+    pub every: u32,
     tracks: Vec<Track>,
     next_id: u32,
 }
@@ -44,6 +78,8 @@ pub struct TrackedFace {
     pub track: u32,
     /// Frames this track has been seen in.
     pub frames: u32,
+    /// Whether the network ran on this face in this frame (else its last estimate was kept).
+    pub estimated: bool,
     /// This frame's estimate, with `distribution`, `expected_age`, `sigma` and `top_ages` smoothed
     /// over the track (each stream's own distribution is this frame's).
     pub face: FaceEstimate,
@@ -60,6 +96,7 @@ impl Tracker {
         Tracker {
             memory: memory.clamp(0.0, 0.99),
             max_missed,
+            every: 1,
             tracks: Vec::new(),
             next_id: 1,
         }
@@ -72,18 +109,40 @@ impl Tracker {
 
     /// Takes one frame's faces and returns them smoothed, in the same order.
     pub fn update(&mut self, faces: Vec<FaceEstimate>) -> Result<Vec<TrackedFace>, DldlError> {
-        // Greedy matching, best overlaps first.
+        let detections: Vec<FaceDetection> = faces
+            .iter()
+            .map(|f| FaceDetection {
+                score: f.score,
+                bbox: f.bbox,
+                keypoints: f.keypoints,
+            })
+            .collect();
+        self.update_partial(&detections, faces.into_iter().map(Some).collect())
+    }
+
+    /// Which of the next frame's detections (their boxes) need the network, by the
+    /// settled-track rule; a detection that starts a track always does.
+    pub fn plan(&self, boxes: &[[f32; 4]]) -> Vec<bool> {
+        self.matching(boxes)
+            .into_iter()
+            .zip(boxes)
+            .map(|(matched, bbox)| matched.is_none_or(|t| self.tracks[t].due(bbox, self.every)))
+            .collect()
+    }
+
+    /// Greedy matching of `boxes` to tracks, best overlaps first.
+    fn matching(&self, boxes: &[[f32; 4]]) -> Vec<Option<usize>> {
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (f, face) in faces.iter().enumerate() {
+        for (f, bbox) in boxes.iter().enumerate() {
             for (t, track) in self.tracks.iter().enumerate() {
-                let overlap = iou(&face.bbox, &track.bbox);
+                let overlap = iou(bbox, &track.bbox);
                 if overlap > MIN_IOU {
                     pairs.push((overlap, f, t));
                 }
             }
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut track_of = vec![None; faces.len()];
+        let mut track_of = vec![None; boxes.len()];
         let mut taken = vec![false; self.tracks.len()];
         for (_, f, t) in pairs {
             if track_of[f].is_none() && !taken[t] {
@@ -91,16 +150,41 @@ impl Tracker {
                 taken[t] = true;
             }
         }
-        for (track, seen) in self.tracks.iter_mut().zip(&taken) {
+        track_of
+    }
+
+    /// Takes one frame's detections with the estimates of those the
+    /// network ran on (`None` for the others, as [`Tracker::plan`] said) and returns every face
+    /// smoothed, in the same order. A face without an estimate keeps its track's distribution
+    /// and last estimate, moved to its new box; one without an estimate and without a track
+    /// (which `plan` never asks for) is left out.
+    pub fn update_partial(
+        &mut self,
+        detections: &[FaceDetection],
+        estimates: Vec<Option<FaceEstimate>>,
+    ) -> Result<Vec<TrackedFace>, DldlError> {
+        let boxes: Vec<[f32; 4]> = detections.iter().map(|d| d.bbox).collect();
+        let track_of = self.matching(&boxes);
+        let mut seen = vec![false; self.tracks.len()];
+        for t in track_of.iter().flatten() {
+            seen[*t] = true;
+        }
+        for (track, seen) in self.tracks.iter_mut().zip(&seen) {
             if !seen {
                 track.missed += 1;
             }
         }
-        let mut out = Vec::with_capacity(faces.len());
+        let mut out = Vec::with_capacity(detections.len());
         let mut new_tracks = Vec::new();
-        for (face, matched) in faces.into_iter().zip(track_of) {
-            let track = match matched {
-                Some(t) => {
+        for ((detection, estimate), matched) in detections.iter().zip(estimates).zip(track_of) {
+            let FaceDetection {
+                score,
+                bbox,
+                keypoints,
+            } = *detection;
+            let estimated = estimate.is_some();
+            let (track, face) = match (matched, estimate) {
+                (Some(t), Some(face)) => {
                     let track = &mut self.tracks[t];
                     let memory = self.memory;
                     for (past, now) in track.distribution.iter_mut().zip(&face.distribution) {
@@ -109,20 +193,32 @@ impl Tracker {
                     track.bbox = face.bbox;
                     track.frames += 1;
                     track.missed = 0;
-                    track.clone()
+                    track.estimated += 1;
+                    track.last = face.clone();
+                    (track.clone(), face)
                 }
-                None => {
+                (Some(t), None) => {
+                    let track = &mut self.tracks[t];
+                    track.bbox = bbox;
+                    track.frames += 1;
+                    track.missed = 0;
+                    (track.clone(), carried(&track.last, bbox, keypoints, score))
+                }
+                (None, Some(face)) => {
                     let track = Track {
                         id: self.next_id,
                         bbox: face.bbox,
                         distribution: face.distribution.clone(),
                         frames: 1,
                         missed: 0,
+                        estimated: 1,
+                        last: face.clone(),
                     };
                     self.next_id += 1;
                     new_tracks.push(track.clone());
-                    track
+                    (track, face)
                 }
+                (None, None) => continue,
             };
             let mut face = face;
             face.expected_age = expected_age(&track.distribution)?;
@@ -132,6 +228,7 @@ impl Tracker {
             out.push(TrackedFace {
                 track: track.id,
                 frames: track.frames,
+                estimated,
                 face,
             });
         }
@@ -140,6 +237,30 @@ impl Tracker {
         self.tracks.extend(new_tracks);
         Ok(out)
     }
+}
+
+/// A face's last estimate moved to this frame's box: its landmarks shifted and scaled with
+/// the box.
+fn carried(
+    last: &FaceEstimate,
+    bbox: [f32; 4],
+    keypoints: [[f32; 2]; 6],
+    score: f32,
+) -> FaceEstimate {
+    let [x0, y0, x1, y1] = last.bbox;
+    let scale_x = (bbox[2] - bbox[0]) / (x1 - x0).max(1e-6);
+    let scale_y = (bbox[3] - bbox[1]) / (y1 - y0).max(1e-6);
+    let mut face = last.clone();
+    if let Alignment::Landmarks { points } = &mut face.alignment {
+        for [x, y] in points.iter_mut() {
+            *x = bbox[0] + (*x - x0) * scale_x;
+            *y = bbox[1] + (*y - y0) * scale_y;
+        }
+    }
+    face.bbox = bbox;
+    face.keypoints = keypoints;
+    face.score = score;
+    face
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -212,6 +333,77 @@ mod tests {
         let back = tracker.update(vec![face(0.0, 60.0)]).unwrap();
         assert_ne!(back[0].track, id);
         assert!((back[0].face.expected_age - 60.0).abs() < 0.01);
+    }
+
+    fn detection(bbox: [f32; 4]) -> FaceDetection {
+        FaceDetection {
+            score: 0.9,
+            bbox,
+            keypoints: [[0.0; 2]; 6],
+        }
+    }
+
+    #[test]
+    fn a_settled_face_gets_the_network_on_one_frame_in_every() {
+        let mut tracker = Tracker::new(0.7, 2);
+        tracker.every = 3;
+        let mut ran = Vec::new();
+        for frame in 0..20 {
+            let bbox = face(0.0, 40.0).bbox;
+            let plan = tracker.plan(&[bbox]);
+            ran.push(plan[0]);
+            let estimate = plan[0].then(|| face(0.0, 40.0));
+            let out = tracker
+                .update_partial(&[detection(bbox)], vec![estimate])
+                .unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].estimated, plan[0], "frame {frame}");
+            assert_eq!(out[0].frames, frame + 1);
+            assert!((out[0].face.expected_age - 40.0).abs() < 0.01);
+        }
+        // The first SETTLE_FRAMES frames all run it; then one in three.
+        assert!(ran[..SETTLE_FRAMES as usize].iter().all(|&r| r), "{ran:?}");
+        let later = ran[SETTLE_FRAMES as usize..].iter().filter(|&&r| r).count();
+        assert_eq!(later, 5, "{later} of 15: {ran:?}");
+        // A face that moves gets it at once, and its carried box follows it.
+        let moved = face(60.0, 40.0).bbox;
+        assert_eq!(tracker.plan(&[moved]), [true]);
+    }
+
+    #[test]
+    fn a_carried_face_keeps_its_distribution_and_moves_its_landmarks() {
+        let mut tracker = Tracker::new(0.7, 2);
+        tracker.every = 1000;
+        let mut first = face(0.0, 30.0);
+        first.alignment = Alignment::Landmarks {
+            points: [
+                [10.0, 10.0],
+                [20.0, 10.0],
+                [30.0, 10.0],
+                [40.0, 10.0],
+                [50.0, 50.0],
+            ],
+        };
+        for _ in 0..SETTLE_FRAMES {
+            tracker.update(vec![first.clone()]).unwrap();
+        }
+        let bbox = [4.0, 0.0, 104.0, 100.0];
+        assert_eq!(tracker.plan(&[bbox]), [false]);
+        let out = tracker
+            .update_partial(&[detection(bbox)], vec![None])
+            .unwrap();
+        assert!(!out[0].estimated);
+        assert_eq!(out[0].face.bbox, bbox);
+        assert!((out[0].face.expected_age - 30.0).abs() < 0.01);
+        let Alignment::Landmarks { points } = &out[0].face.alignment else {
+            panic!("the landmarks were lost");
+        };
+        assert_eq!(points[0], [14.0, 10.0]);
+        // A detection without a track and without an estimate is left out.
+        let out = tracker
+            .update_partial(&[detection([500.0, 0.0, 600.0, 100.0])], vec![None])
+            .unwrap();
+        assert!(out.is_empty());
     }
 
     #[test]
