@@ -3,7 +3,9 @@
 //! once on burn's CPU fallback. Prints a table and writes `bench/DEMO_PAGE.md`: the wasm and
 //! weights sizes, the time to the first estimate, and the milliseconds per frame (median of the
 //! live frames after the first two). Then it saves a screenshot of the whole page, once the live
-//! estimate has settled, as `docs/demo-page.jpg` (through chromedriver).
+//! estimate has settled, as `docs/demo-page.jpg` (through chromedriver). With `FACE_API_DIR`
+//! (which `cargo xtask bench-page` sets, `xtask/src/peer.rs`) it also runs the browser peer,
+//! face-api.js, alternating with the page on the same camera.
 //!
 //! Run it with `cargo xtask bench-page` (which builds the page first).
 
@@ -51,12 +53,23 @@ struct Run {
 }
 
 fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
+    run_from(page::built_page(), clip, frames, query, extra, Some(200))
+}
+
+fn run_from(
+    root: std::path::PathBuf,
+    clip: &Path,
+    frames: usize,
+    query: &str,
+    extra: &[&str],
+    time_landmarks: Option<usize>,
+) -> Run {
     let wait = page::Wait {
         frames,
-        time_landmarks: Some(200),
+        time_landmarks,
         timeout: Duration::from_secs(900),
     };
-    let report: Value = page::live_session(page::built_page(), clip, query, extra, &wait).report;
+    let report: Value = page::live_session(root, clip, query, extra, &wait).report;
     let times: Vec<f64> = report["frameMs"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
@@ -155,6 +168,57 @@ fn main() {
             several.push((faces, every, r));
         }
     }
+    // The browser peer, face-api.js on tfjs's wasm backend, one thread like the page's CPU
+    // backend, alternating with the page on the same fake camera.
+    let peer = std::env::var_os("FACE_API_DIR").map(std::path::PathBuf::from);
+    let mut rounds = Vec::new();
+    if let Some(peer) = &peer {
+        for round in 1..=3 {
+            eprintln!("demo page benchmark: the page against face-api.js, round {round} of 3");
+            let ours = run(&clip, 40, "&backend=cpu", &page::NO_WEBGPU);
+            let theirs = run_from(peer.clone(), &clip, 40, "", &page::NO_WEBGPU, None);
+            rounds.push((ours, theirs));
+        }
+    }
+    let mut against = String::new();
+    if rounds.is_empty() {
+        against.push_str(
+            "face-api.js was not run (`cargo xtask bench-page` fetches it from npm's registry and sets `FACE_API_DIR`).\n",
+        );
+    } else {
+        writeln!(
+            against,
+            "| round | the page, ms per frame (median) | face-api.js, ms per frame (median) | the page's frames per second against face-api.js's | first estimate: the page / face-api.js | estimate: the page / face-api.js |"
+        )
+        .unwrap();
+        writeln!(against, "|---|---|---|---|---|---|").unwrap();
+        for (i, (ours, theirs)) in rounds.iter().enumerate() {
+            writeln!(
+                against,
+                "| {} | {:.0} | {:.0} | **{:.2}×** | {:.1} s / {:.1} s | {:.2} / {:.2} years |",
+                i + 1,
+                ours.median_ms,
+                theirs.median_ms,
+                theirs.median_ms / ours.median_ms,
+                ours.first_estimate_ms / 1000.0,
+                theirs.first_estimate_ms / 1000.0,
+                ours.age,
+                theirs.age
+            )
+            .unwrap();
+        }
+        let ratio = median(
+            rounds
+                .iter()
+                .map(|(o, t)| t.median_ms / o.median_ms)
+                .collect(),
+        );
+        writeln!(
+            against,
+            "\nMedian of the rounds' ratios: **{ratio:.2}×** face-api.js's frames per second."
+        )
+        .unwrap();
+    }
     let mut rule = String::new();
     writeln!(
         rule,
@@ -228,7 +292,15 @@ fn main() {
          backend, 40 frames each. With the rule (the page's default), a face whose estimate has \
          settled (five frames) gets the age network on one frame in three, and at once when it \
          moves; in between it keeps its smoothed estimate (`dldl::face::tracking`).\n\n\
-         {rule}\n{sizes}",
+         {rule}\n\
+         ## Against face-api.js, the browser peer\n\n\
+         npm's `@vladmandic/face-api` 1.7.15 (TinyFaceDetector with its default options, then \
+         AgeGenderNet) on tfjs's wasm backend (4.22.0, one thread), in the same headless Chromium \
+         on the same fake camera, each on every new camera frame; the two alternate, 40 frames \
+         each, three rounds. The page runs on its CPU backend (one thread, in its worker) with its \
+         defaults (the settled-track rule on); face-api.js's time is one \
+         `detectAllFaces(...).withAgeAndGender()` call.\n\n\
+         {against}\n{sizes}",
         machine::machine(),
         chromium_version(),
     );

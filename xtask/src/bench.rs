@@ -220,8 +220,11 @@ pub fn bench_page() -> Result<()> {
     fetch::fetch_portraits()?;
     crate::demo(true, crate::DEMO_PORT)?;
     crate::ensure_chromium()?;
+    let peer = crate::peer::face_api()?;
     let mut bench = cargo();
-    bench.args(["bench", "-p", "xtask", "--bench", "demo_page"]);
+    bench
+        .args(["bench", "-p", "xtask", "--bench", "demo_page"])
+        .env("FACE_API_DIR", &peer);
     crate::run(
         "the demo page in headless Chromium (cargo bench -p xtask --bench demo_page)",
         bench,

@@ -76,6 +76,7 @@ mod bench;
 mod csp;
 mod fetch;
 mod machine;
+mod peer;
 mod serve;
 mod stress;
 
