@@ -169,3 +169,72 @@ fn tiny_age_net_learns_the_synthetic_ages() {
         &["do not fit a thin-age-net"],
     );
 }
+
+/// A run that diverges stops within `LOSS_READ_EVERY` (16) steps of the first bad loss, with one
+/// line naming the epoch and the steps, and leaves the last good checkpoint: here epoch 1 trains
+/// normally and epoch 2's learning rate is 10³⁵ times larger.
+#[test]
+fn a_diverging_run_stops_within_sixteen_steps_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let run = dir.path().join("run");
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--train",
+        "320",
+        "--valid",
+        "0",
+        "--test",
+        "0",
+        "--image-size",
+        "32",
+        "--quiet",
+    ]);
+    let train_csv = data.join("train.csv");
+    fails_with(
+        &[
+            "train",
+            "--train",
+            s(&train_csv),
+            "--out",
+            s(&run),
+            "--arch",
+            "tiny-age-net",
+            "--input-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--lr-step",
+            "1",
+            "--lr-gamma",
+            "1e35",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        &[
+            "the loss became",
+            "in epoch 2",
+            "between steps",
+            "of 40",
+            "lower the learning rate",
+        ],
+    );
+    let latest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/latest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        latest.to_string().contains("epoch-0001"),
+        "the last good checkpoint is epoch 1's: {latest}"
+    );
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/epoch-0001/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["epochs_done"], 1, "{state}");
+}

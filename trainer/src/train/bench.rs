@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::{
     data::loaded::{Images, LoadedSet},
     data::loader,
+    train::run::LOSS_READ_EVERY,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,23 +86,34 @@ pub fn run(
         let x = images_to_tensor(&refs, input_size, &config.normalization, &autodiff);
         let mu_t = Tensor::<1>::from_floats(mu.as_slice(), &autodiff);
         let sigma_t = Tensor::<1>::full([batch_size], 3.0, &autodiff);
-        let mut step = |model: dldl::networks::vgg::AgeNet| {
+        // The losses are summed on the device and read every LOSS_READ_EVERY steps and at the
+        // end, as the training loop does.
+        let mut pending: Option<Tensor<1>> = None;
+        let mut step = |model: dldl::networks::vgg::AgeNet, read: bool| {
             let loss = LossKind::KlL1 { lambda: 1.0 }.loss(
                 model.forward(x.clone()),
                 mu_t.clone(),
                 sigma_t.clone(),
             );
-            // Reading the loss waits for the device, as the training loop does.
-            let _: f32 = loss.clone().into_scalar();
+            let detached = loss.clone().detach();
+            let sum = match pending.take() {
+                Some(sum) => sum + detached,
+                None => detached,
+            };
+            if read {
+                let _: f32 = sum.into_scalar();
+            } else {
+                pending = Some(sum);
+            }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             optim.step(1e-4, model, grads)
         };
         // One warm-up step compiles the kernels.
-        model = step(model);
+        model = step(model, true);
         progress.inc(1);
         let started = Instant::now();
-        for _ in 0..steps {
-            model = step(model);
+        for i in 1..=steps {
+            model = step(model, i % LOSS_READ_EVERY == 0 || i == steps);
             progress.inc(1);
         }
         let train = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();

@@ -44,6 +44,12 @@ use crate::{
 /// The learning curves, redrawn after every epoch.
 pub const CURVES_FILE: &str = "training.svg";
 
+/// Steps between reads of the loss from the device. In between, the batches' losses are summed
+/// on the device, so a step never waits for the device to finish the one before; the check for
+/// NaN or ±∞ runs at each read, so a diverging run stops within this many steps, before the
+/// epoch's checkpoint is written (the last good one stays).
+pub const LOSS_READ_EVERY: usize = 16;
+
 /// Training loss and validation MAE per epoch.
 fn history_svg(history: &[EpochLog]) -> Result<String> {
     let loss = Series {
@@ -225,6 +231,10 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         progress.set_prefix(format!("{}/{}", epoch + 1, options.epochs));
         progress.set_length(batches as u64);
         let mut loss_sum = 0.0;
+        // The losses of the steps since the last read, summed on the device (each weighted by
+        // its batch's size), with the steps and images they cover.
+        let mut pending: Option<Tensor<1>> = None;
+        let (mut pending_from, mut pending_images, mut step) = (0, 0, 0);
         let epoch_seed = rng.random::<u64>();
         // The optimiser consumes the model at each step; it lives in this slot meanwhile.
         let mut slot = Some(model);
@@ -256,17 +266,35 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
                     }
                     None => spec.loss.loss(logits, mu, sigma),
                 };
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                if !value.is_finite() {
-                    bail!(
-                        "the loss became {value} in epoch {}; lower the learning rate",
-                        epoch + 1
-                    );
-                }
-                loss_sum += value * batch.indices.len() as f64;
+                let images = batch.indices.len();
+                let weighted = loss.clone().detach() * images as f32;
+                pending = Some(match pending.take() {
+                    Some(sum) => sum + weighted,
+                    None => weighted,
+                });
+                pending_images += images;
+                step += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &current);
                 slot = Some(optim.step(lr, current, grads));
-                progress.set_message(format!("{value:.4}"));
+                if step - pending_from == LOSS_READ_EVERY || step == batches {
+                    let sum = f64::from(
+                        pending
+                            .take()
+                            .expect("a step was summed")
+                            .into_scalar::<f32>(),
+                    );
+                    if !sum.is_finite() {
+                        bail!(
+                            "the loss became {sum} in epoch {} (between steps {} and {step} of \
+                             {batches}); lower the learning rate",
+                            epoch + 1,
+                            pending_from + 1
+                        );
+                    }
+                    loss_sum += sum;
+                    progress.set_message(format!("{:.4}", sum / pending_images as f64));
+                    (pending_from, pending_images) = (step, 0);
+                }
                 progress.inc(1);
                 Ok(())
             },
