@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use support::{
     repo::s,
-    trainer::{eval_args, eval_json, fails_with, ok},
+    trainer::{eval_args, eval_json, fails_with, ok, synthetic_set, tiny_train_args},
 };
 
 fn labels(csv: &Path) -> Vec<f64> {
@@ -176,46 +176,12 @@ fn tiny_age_net_learns_the_synthetic_ages() {
 #[test]
 fn a_diverging_run_stops_within_sixteen_steps_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synth");
+    let train_csv = synthetic_set(dir.path(), 320, 0);
     let run = dir.path().join("run");
-    ok(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--train",
-        "320",
-        "--valid",
-        "0",
-        "--test",
-        "0",
-        "--image-size",
-        "32",
-        "--quiet",
-    ]);
-    let train_csv = data.join("train.csv");
+    let extra = ["--batch-size", "8", "--lr-step", "1", "--lr-gamma", "1e35"];
+    let args = tiny_train_args(&train_csv, &run, 2, &extra);
     fails_with(
-        &[
-            "train",
-            "--train",
-            s(&train_csv),
-            "--out",
-            s(&run),
-            "--arch",
-            "tiny-age-net",
-            "--input-size",
-            "32",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--lr-step",
-            "1",
-            "--lr-gamma",
-            "1e35",
-            "--device",
-            "cpu",
-            "--quiet",
-        ],
+        &as_refs(&args),
         &[
             "the loss became",
             "in epoch 2",

@@ -81,19 +81,11 @@ pub fn eval_json(run: &Path, csv: &Path) -> serde_json::Value {
     serde_json::from_str(&ok(&eval_args(run, csv, &["--json"])).0).unwrap()
 }
 
-/// Writes a synthetic set of `train` and `valid` faces (32 px) into `dir/synth` and trains a
-/// TinyAgeNet on it at 32 px for `epochs` epochs on the CPU, with `extra` arguments; returns
-/// the run folder, `dir/run`.
-pub fn synthetic_stream(
-    dir: &Path,
-    train: usize,
-    valid: usize,
-    epochs: usize,
-    extra: &[&str],
-) -> PathBuf {
+/// The synthetic set (`trainer synth`, 32 px, no test split) written into `dir/synth`: its
+/// training CSV.
+pub fn synthetic_set(dir: &Path, train: usize, valid: usize) -> PathBuf {
     let data = dir.join("synth");
-    let run = dir.join("run");
-    let (train, valid, epochs) = (train.to_string(), valid.to_string(), epochs.to_string());
+    let (train, valid) = (train.to_string(), valid.to_string());
     ok(&[
         "synth",
         "--out",
@@ -108,25 +100,46 @@ pub fn synthetic_stream(
         "32",
         "--quiet",
     ]);
-    let train_csv = data.join("train.csv");
-    let mut args = vec![
+    data.join("train.csv")
+}
+
+/// `trainer train` of TinyAgeNet at 32 px on the CPU from `train_csv` into `run`, for `epochs`,
+/// with `extra` arguments.
+pub fn tiny_train_args(train_csv: &Path, run: &Path, epochs: usize, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "train",
         "--train",
-        s(&train_csv),
+        s(train_csv),
         "--out",
-        s(&run),
+        s(run),
         "--arch",
         "tiny-age-net",
         "--input-size",
         "32",
         "--epochs",
-        &epochs,
+        &epochs.to_string(),
         "--device",
         "cpu",
         "--quiet",
-    ];
-    args.extend(extra);
-    ok(&args);
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// A small TinyAgeNet stream trained on the synthetic set in `dir`: its run folder.
+pub fn synthetic_stream(
+    dir: &Path,
+    train: usize,
+    valid: usize,
+    epochs: usize,
+    extra: &[&str],
+) -> PathBuf {
+    let train_csv = synthetic_set(dir, train, valid);
+    let run = dir.join("run");
+    let args = tiny_train_args(&train_csv, &run, epochs, extra);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     run
 }
 
