@@ -65,6 +65,13 @@ async function build(backend) {
   return built;
 }
 
+// Forgets the estimator of `backend` and frees its memory (it may be gone with its device).
+function drop(backend) {
+  const estimator = estimators.get(backend);
+  estimators.delete(backend);
+  try { estimator?.free(); } catch { /* already gone */ }
+}
+
 // Milliseconds of one warm-up frame (the detector and every stream on blank input), the second
 // of two runs: the first also compiles shaders and fills caches.
 async function warmUp(estimator) {
@@ -117,13 +124,13 @@ async function choose(choice) {
   try {
     timings.WebGPU = await warmUp(await build("WebGPU"));
   } catch (e) {
+    // A WebGPU estimator that built but failed its warm-up is not kept for a later switch.
+    drop("WebGPU");
     return keep("CPU", `${text(e)}; the CPU backend runs`, gpu);
   }
   const [fast, slow] = timings.WebGPU < timings.CPU ? ["WebGPU", "CPU"] : ["CPU", "WebGPU"];
   // Only the one that runs keeps its memory; the other is built again if asked for.
-  const dropped = estimators.get(slow);
-  estimators.delete(slow);
-  dropped.free();
+  drop(slow);
   return keep(fast, `faster here: ${timings[fast].toFixed(0)} ms a warm-up frame against ${timings[slow].toFixed(0)} ms on ${slow === "CPU" ? "the CPU" : "WebGPU"} (${gpu.name})`, gpu);
 }
 
@@ -160,9 +167,7 @@ async function handle(message) {
         if (active !== "WebGPU" || crashed(e)) throw e;
         // WebGPU failed at run time: the CPU backend takes over with the weights already here.
         fellBack = `WebGPU failed (${text(e)}); switched to the CPU backend`;
-        const failed = estimators.get("WebGPU");
-        estimators.delete("WebGPU");
-        try { failed.free(); } catch { /* already gone with its device */ }
+        drop("WebGPU");
         await build("CPU");
         active = "CPU";
         faces = await estimators.get(active).estimate(bytes, width, height, track);
