@@ -406,12 +406,8 @@ fn bad_input_on_the_live_page_is_said_in_one_line_and_the_page_goes_on() {
     std::fs::write(&text, "not an image\n").unwrap();
     let huge = dir.path().join("huge.png");
     {
-        let portrait =
-            image::open(workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg"))
-                .unwrap()
-                .to_rgb8();
         let big = image::imageops::resize(
-            &portrait,
+            &page::grace_hopper(),
             10_000,
             10_000,
             image::imageops::FilterType::Nearest,

@@ -243,17 +243,22 @@ pub fn live_session(
     }
 }
 
-/// The fake camera's clip: 20 frames of the Grace Hopper portrait, written into `dir`.
-pub fn portrait_clip(dir: &Path) -> PathBuf {
+/// The public-domain 512×512 portrait of Grace Hopper the page's tests and benchmark show it.
+pub fn grace_hopper() -> image::RgbImage {
     let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
-    let image = image::open(&portrait)
+    image::open(&portrait)
         .unwrap_or_else(|e| {
             panic!(
                 "{}: {e}; run `cargo xtask fetch-portraits`",
                 portrait.display()
             )
         })
-        .to_rgb8();
+        .to_rgb8()
+}
+
+/// The fake camera's clip: 20 frames of the Grace Hopper portrait, written into `dir`.
+pub fn portrait_clip(dir: &Path) -> PathBuf {
+    let image = grace_hopper();
     let clip = dir.join("portrait.y4m");
     std::fs::write(&clip, y4m(&image, 20)).unwrap();
     clip
@@ -262,15 +267,7 @@ pub fn portrait_clip(dir: &Path) -> PathBuf {
 /// The fake camera's clip of `faces` copies of the Grace Hopper portrait side by side in a
 /// 640×480 frame (grey around them), 20 frames, written into `dir`.
 pub fn faces_clip(dir: &Path, faces: u32) -> PathBuf {
-    let portrait = workspace_root().join("tests/fixtures/portraits/grace_hopper_512x512.jpg");
-    let portrait = image::open(&portrait)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run `cargo xtask fetch-portraits`",
-                portrait.display()
-            )
-        })
-        .to_rgb8();
+    let portrait = grace_hopper();
     let side = (640 / faces).min(480);
     let small =
         image::imageops::resize(&portrait, side, side, image::imageops::FilterType::Triangle);
