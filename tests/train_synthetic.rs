@@ -204,3 +204,32 @@ fn a_diverging_run_stops_within_sixteen_steps_and_keeps_the_last_good_checkpoint
     .unwrap();
     assert_eq!(state["epochs_done"], 1, "{state}");
 }
+
+/// `--devices` trains data-parallel: on this machine's CPU, named twice, a run finishes and its
+/// model card names both devices. Devices of two kinds, or one this machine does not have, are
+/// one line that lists the devices it has.
+#[test]
+fn devices_train_data_parallel_and_unknown_or_mixed_ones_are_one_line_listing_the_devices_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_csv = synthetic_set(dir.path(), 24, 0);
+    let run = dir.path().join("run");
+    let args = tiny_train_args(
+        &train_csv,
+        &run,
+        1,
+        &["--batch-size", "8", "--devices", "cpu,cpu"],
+    );
+    ok(&as_refs(&args));
+    let card = std::fs::read_to_string(run.join("model.json")).unwrap();
+    assert!(card.contains("2 devices, data-parallel"), "{card}");
+    for (devices, needle) in [
+        ("cpu,wgpu:0", "different kinds (cpu and wgpu:0)"),
+        ("cpu,cuda:0", "different kinds (cpu and cuda:0)"),
+        ("wgpu:9", "no device `wgpu:9` here"),
+        ("tpu:0", "no device `tpu:0` here"),
+    ] {
+        let run = dir.path().join(devices.replace([',', ':'], "-"));
+        let args = tiny_train_args(&train_csv, &run, 1, &["--devices", devices]);
+        fails_with(&as_refs(&args), &[needle, "devices here: cpu"]);
+    }
+}

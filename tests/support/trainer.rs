@@ -33,6 +33,12 @@ pub fn command(args: &[&str]) -> Command {
     command
         .args(args)
         .env("APPARENT_AGE_MODELS", root().join("models"));
+    // Mesa's Vulkan drivers (lavapipe among them), when installed, print a line of their own per
+    // driver each time wgpu looks for an adapter if this is unset, as it is under CI: those are
+    // not the trainer's lines.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        command.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     command
 }
 

@@ -82,3 +82,117 @@ pub fn values<const D: usize>(tensor: Tensor<D>, device: &Device) -> Result<Vec<
         )
     })
 }
+
+/// The devices `--devices` (or a pipeline's `devices`) names, for data-parallel training: `cpu`,
+/// `wgpu` (the adapter `--device wgpu` picks), `wgpu:N` (the N-th discrete GPU through wgpu) or
+/// `cuda:N`, all of one kind. `cpu` may be named more than once (one CPU device, each part of
+/// the batch in turn: for testing the data-parallel path); a GPU may not. Anything else is one
+/// line listing the devices this machine has.
+pub fn select_many(names: &[String]) -> Result<Vec<(Device, String)>> {
+    let names: Vec<&str> = names.iter().map(|n| n.trim()).collect();
+    let Some(first) = names.first() else {
+        anyhow::bail!(
+            "--devices names no device; devices here: {}",
+            available().join(", ")
+        );
+    };
+    let kind = |name: &str| name.split(':').next().unwrap_or_default().to_string();
+    if let Some(other) = names.iter().find(|n| kind(n) != kind(first)) {
+        anyhow::bail!(
+            "--devices names devices of different kinds ({first} and {other}); data-parallel \
+             training takes devices of one kind; devices here: {}",
+            available().join(", ")
+        );
+    }
+    let mut devices = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if *name != "cpu" && names[..i].contains(name) {
+            anyhow::bail!("--devices names {name} twice; name each GPU once");
+        }
+        let unknown = || {
+            anyhow::anyhow!(
+                "--devices: no device `{name}` here; devices here: {}",
+                available().join(", ")
+            )
+        };
+        let device = match name.split_once(':') {
+            None if *name == "cpu" => select(DeviceChoice::Cpu)?,
+            None if *name == "wgpu" => select(DeviceChoice::Wgpu).map_err(|_| unknown())?,
+            Some(("wgpu", index)) => {
+                let index: usize = index.parse().map_err(|_| unknown())?;
+                wgpu_discrete(index).ok_or_else(unknown)?
+            }
+            Some(("cuda", index)) => {
+                let index: usize = index.parse().map_err(|_| unknown())?;
+                cuda_index(index).ok_or_else(unknown)?
+            }
+            _ => return Err(unknown()),
+        };
+        devices.push(device);
+    }
+    Ok(devices)
+}
+
+/// The N-th discrete GPU through wgpu, when there is one.
+#[cfg(feature = "wgpu")]
+fn wgpu_discrete(index: usize) -> Option<(Device, String)> {
+    use dldl::burn::tensor::DeviceKind;
+    let kind = DeviceKind::DiscreteGpu(index);
+    let device = Device::wgpu_options()
+        .device_kind(kind.clone())
+        .init()
+        .ok()?;
+    Some((device, format!("wgpu {kind:?}")))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_discrete(_index: usize) -> Option<(Device, String)> {
+    None
+}
+
+/// How many NVIDIA GPUs `nvidia-smi -L` lists.
+fn nvidia_gpus() -> usize {
+    std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("GPU "))
+                .count()
+        })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_index(index: usize) -> Option<(Device, String)> {
+    (index < nvidia_gpus()).then(|| (Device::cuda(index), format!("cuda:{index}")))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_index(_index: usize) -> Option<(Device, String)> {
+    None
+}
+
+/// What `--devices` can name on this machine, with this build.
+fn available() -> Vec<String> {
+    let mut names = vec!["cpu".to_string()];
+    names.extend(
+        (0..16)
+            .map_while(|i| wgpu_discrete(i).map(|_| format!("wgpu:{i}")))
+            .collect::<Vec<_>>(),
+    );
+    if cfg!(feature = "cuda") {
+        names.extend((0..nvidia_gpus()).map(|i| format!("cuda:{i}")));
+    } else if nvidia_gpus() > 0 {
+        names.push(format!(
+            "(cuda:0–{} with a build with --features cuda)",
+            nvidia_gpus() - 1
+        ));
+    }
+    if select(DeviceChoice::Wgpu).is_ok() && !names.iter().any(|n| n.starts_with("wgpu:")) {
+        names.push("wgpu (no discrete GPU: a software or integrated adapter)".to_string());
+    }
+    names
+}

@@ -38,7 +38,7 @@ fn python_with_onnxruntime() -> Result<PathBuf> {
 }
 
 /// Runs `command` and parses the last line of its output as JSON.
-fn json_output(what: &str, mut command: Command) -> Result<Value> {
+pub(crate) fn json_output(what: &str, mut command: Command) -> Result<Value> {
     eprintln!("xtask: {what}");
     let out = command
         .stderr(Stdio::inherit())
@@ -131,85 +131,6 @@ pub fn bench() -> Result<()> {
     );
     print!("{table}");
     let path = workspace_root().join("bench/FACE_PIPELINE.md");
-    std::fs::write(&path, &table).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
-    Ok(())
-}
-
-/// `cargo xtask bench-train [cpu|wgpu|cuda]`: `trainer bench` for every stream at 224 px, written
-/// to `bench/TRAINING-<device>.md`. Built with the dev profile the tests use (dependencies, burn
-/// included, at opt-level 3; the trainer's own code, augmentation included, at opt-level 1).
-pub fn bench_train(device: Option<&str>) -> Result<()> {
-    let device = device.unwrap_or("cpu");
-    if !["cpu", "wgpu", "cuda"].contains(&device) {
-        return Err(format!(
-            "bench-train takes cpu, wgpu or cuda, not `{device}`"
-        ));
-    }
-    // A CPU takes minutes per VGG-16 step: fewer, smaller batches there.
-    let (batch, steps) = if device == "cpu" {
-        ("8", "2")
-    } else {
-        ("64", "10")
-    };
-    let path = workspace_root().join(format!("bench/TRAINING-{device}.md"));
-    let mut run = cargo();
-    run.args(["run", "-p", "trainer"]);
-    if device == "cuda" {
-        run.args(["--features", "cuda"]);
-    }
-    run.args([
-        "--",
-        "bench",
-        "--device",
-        device,
-        "--input-size",
-        "224",
-        "--batch-size",
-        batch,
-        "--steps",
-        steps,
-        "--json",
-    ]);
-    let report = json_output(&format!("trainer bench on {device}"), run)?;
-    let mut table = String::new();
-    let _ = writeln!(
-        table,
-        "# Training throughput (`cargo xtask bench-train {device}`)\n"
-    );
-    let _ = writeln!(
-        table,
-        "Machine: {}. Device: {}. Random 224×224 batches of {batch} (64×64 for the pretrained \
-         network); one warm-up step, then {steps} timed steps of forward, backward and Adam (KL + L1 loss); inference is the \
-         forward pass alone. Dev profile (burn at opt-level 3).\n",
-        machine(),
-        report["device"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(
-        table,
-        "| stream | parameters | input | batch | train images/s | inference images/s |\n\
-         |---|---:|---:|---:|---:|---:|"
-    );
-    for s in report["streams"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            table,
-            "| {} | {:.2} M | {} px | {} | {:.2} | {:.2} |",
-            s["architecture"].as_str().unwrap_or("?"),
-            s["parameters"].as_f64().unwrap_or(0.0) / 1e6,
-            s["input_size"],
-            s["batch_size"],
-            s["train_images_per_second"].as_f64().unwrap_or(0.0),
-            s["inference_images_per_second"].as_f64().unwrap_or(0.0)
-        );
-    }
-    let _ = writeln!(
-        table,
-        "\nBatch workers ({} threads) reading and augmenting chips as DLDL-v2 trains: {:.0} \
-         images/s.",
-        report["loader_workers"],
-        report["loader_images_per_second"].as_f64().unwrap_or(0.0)
-    );
-    print!("{table}");
     std::fs::write(&path, &table).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Some("fetch-portraits") => fetch::fetch_portraits(),
         Some("bench") => bench::bench(),
         Some("bench-page") => bench::bench_page(),
-        Some("bench-train") => bench::bench_train(args.get(1).map(String::as_str)),
+        Some("bench-train") => bench_train::bench_train(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("stress") => stress::stress(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -67,13 +67,14 @@ fn usage() -> String {
      fetch-portraits      fetch the public-domain test portraits the same way\n  \
      bench                the face pipeline on burn's CPU backend beside ONNX Runtime\n  \
      bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, one and three faces, against face-api.js alternating, time to\n                          the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
-     bench-train [DEVICE] training throughput of every stream on cpu (default), wgpu or cuda\n  \
+     bench-train [DEVICE] training and inference throughput of every stream on cpu (default),\n                          wgpu or cuda, release build, beside PyTorch on the same networks,\n                          alternating (bench/TRAINING-DEVICE.md); --rounds N (default 3), and\n                          --arch A, --input-size S, --batch-size B, --steps N for one setting\n  \
      fuzz [--cases N]     every reader fed N mutated inputs per target (default 100 000), in\n                          worker processes under a time limit (bench/FUZZ.md); more options:\n                          --targets a,b, --jobs J, --time-limit S, --replay TARGET INDEX\n  \
      stress [--kills N]   kills training, preprocessing and export at N random moments each\n                          (default 20), reruns them and compares with an uninterrupted run\n                          (bench/STRESS.md)\n"
         .to_string()
 }
 
 mod bench;
+mod bench_train;
 mod csp;
 mod fetch;
 mod machine;
@@ -106,8 +107,12 @@ fn fuzz(args: &[String]) -> Result<()> {
     run("the fuzz harness (tests/fuzz)", harness)
 }
 
+/// The clone: the parent of xtask's folder, which `cargo run` names in `CARGO_MANIFEST_DIR` (an
+/// xtask binary copied to another machine is pointed at its clone the same way), else the
+/// folder it was built in.
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()

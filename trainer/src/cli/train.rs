@@ -59,12 +59,39 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Train data-parallel on these devices, comma-separated, all of one kind (each step's
+    /// batch is split over them): cpu, wgpu, wgpu:N (the N-th discrete GPU), cuda:N. Replaces
+    /// --device; a pipeline file's `devices` key says the same.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
     #[command(flatten)]
     pub run: RunOptions,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (device, device_name) = device::select(args.run.device.choice)?;
+    let names = match (&args.config, args.devices.is_empty()) {
+        (_, false) => Some(args.devices.clone()),
+        (Some(config), true) => stages::load(config)?.devices,
+        (None, true) => None,
+    };
+    let mut devices = match names {
+        Some(names) => device::select_many(&names)?,
+        None => vec![device::select(args.run.device.choice)?],
+    };
+    let (device, first_name) = devices.remove(0);
+    let device_name = if devices.is_empty() {
+        first_name
+    } else {
+        let names: Vec<&str> = std::iter::once(first_name.as_str())
+            .chain(devices.iter().map(|(_, n)| n.as_str()))
+            .collect();
+        format!(
+            "{} devices, data-parallel: {}",
+            names.len(),
+            names.join(", ")
+        )
+    };
+    let more_devices: Vec<_> = devices.into_iter().map(|(d, _)| d).collect();
     if !args.run.quiet {
         eprintln!("device: {device_name}");
     }
@@ -76,6 +103,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 out: args.out,
                 models,
                 quiet: args.run.quiet,
+                more_devices,
             },
             &device,
             &device_name,
@@ -114,6 +142,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         stop_after: schedule.stop_after,
         cache: args.cache.unwrap_or_else(|| args.out.join("cache")),
         models,
+        more_devices,
         ..TrainOptions::new(spec, schedule.epochs, args.out)
     };
     let summary = train(&options, &device, &device_name)?;

@@ -57,8 +57,7 @@ impl Augmentation {
         }
     }
 
-    /// No augmentation at all.
-    #[cfg(test)]
+    /// No augmentation at all (validation and evaluation).
     pub fn none() -> Self {
         Augmentation {
             flip: false,
@@ -126,6 +125,14 @@ impl Augmentation {
         } else {
             parts.join(", ")
         }
+    }
+
+    /// Whether [`apply`](Self::apply) returns every image unchanged (and draws nothing).
+    pub fn is_identity(&self) -> bool {
+        !self.flip
+            && !self.geometric()
+            && self.grayscale == 0.0
+            && [self.brightness, self.contrast, self.saturation] == [0.0; 3]
     }
 
     fn geometric(&self) -> bool {

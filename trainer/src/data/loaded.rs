@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use dldl::{
     burn::tensor::{Device, Tensor},
-    networks::preprocess::{Normalization, images_to_tensor},
+    networks::preprocess::{Normalization, pixels_to_tensor},
 };
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::data::{
     Sample,
-    augment::mirror,
     formats::csv::read_csv,
     images::{decode_image, load_image},
 };
@@ -206,38 +205,18 @@ impl LoadedSet {
         self.mu.is_empty()
     }
 
-    /// The images at `indices` as a `[batch, 3, size, size]` tensor with their labels; with
-    /// `mirrored`, each image mirrored left–right.
+    /// The images at `indices` as a `[batch, 3, size, size]` tensor, normalised on the device.
     pub fn batch(
         &self,
         indices: &[usize],
         normalization: &Normalization,
         device: &Device,
-        mirrored: bool,
-    ) -> Result<(Tensor<4>, Tensor<1>, Tensor<1>)> {
-        let images = indices
-            .iter()
-            .map(|&i| {
-                let pixels = self.pixels(i)?;
-                Ok(if mirrored {
-                    std::borrow::Cow::Owned(mirror(&pixels, self.size))
-                } else {
-                    pixels
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let images: Vec<&[u8]> = images.iter().map(|c| c.as_ref()).collect();
-        let x = images_to_tensor(&images, self.size, normalization, device);
-        let (mu, sigma) = self.labels(indices, device);
-        Ok((x, mu, sigma))
-    }
-
-    /// The labels μ and σ of the images at `indices`.
-    pub fn labels(&self, indices: &[usize], device: &Device) -> (Tensor<1>, Tensor<1>) {
-        let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<_>>();
-        let mu = Tensor::<1>::from_floats(pick(&self.mu).as_slice(), device);
-        let sigma = Tensor::<1>::from_floats(pick(&self.sigma).as_slice(), device);
-        (mu, sigma)
+    ) -> Result<Tensor<4>> {
+        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size * 3);
+        for &i in indices {
+            pixels.extend_from_slice(&self.pixels(i)?);
+        }
+        Ok(pixels_to_tensor(pixels, self.size, normalization, device))
     }
 }
 

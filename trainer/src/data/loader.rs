@@ -1,5 +1,7 @@
-//! Batches for training, read and augmented by worker threads while the device trains on the
-//! previous ones. Each image's augmentation is drawn from its own generator, seeded by the epoch's
+//! Batches for training and evaluation, read, augmented and laid out by worker threads while the
+//! device works on the previous ones: each batch arrives as one buffer of bytes ready for the
+//! upload (normalised on the device, `pixels_to_tensor`) with its labels, at least two batches
+//! ahead of the step. Each image's augmentation is drawn from its own generator, seeded by the epoch's
 //! seed and the image's place in the epoch, so the batches do not depend on which worker made
 //! them: a resumed run sees exactly what an uninterrupted one saw.
 
@@ -16,11 +18,33 @@ use rand::{SeedableRng, rngs::StdRng};
 
 use crate::data::{augment::Augmentation, loaded::LoadedSet};
 
-/// One batch on the host: interleaved RGB images back to back, and their labels.
+/// One batch on the host, ready for the device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostBatch {
-    pub images: Vec<Vec<u8>>,
+    /// The interleaved RGB images of side `LoadedSet::size`, back to back.
+    pub pixels: Vec<u8>,
+    /// Which images of the set, in order.
     pub indices: Vec<usize>,
+    /// Their labels μ and σ.
+    pub mu: Vec<f32>,
+    pub sigma: Vec<f32>,
+    /// Their target distributions (101 bins each, back to back), when the set has them.
+    pub targets: Option<Vec<f32>>,
+}
+
+impl HostBatch {
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+}
+
+/// One worker per core: what training, validation and evaluation use unless told otherwise.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The seed of the image at `position` of an epoch whose seed is `epoch_seed`.
@@ -37,15 +61,27 @@ fn make_batch(
     epoch_seed: u64,
 ) -> Result<HostBatch> {
     let end = (start + batch_size).min(order.len());
-    let mut images = Vec::with_capacity(end - start);
+    let indices = order[start..end].to_vec();
+    let mut pixels = Vec::with_capacity(indices.len() * set.size * set.size * 3);
     for (position, &index) in order.iter().enumerate().take(end).skip(start) {
-        let pixels = set.pixels(index)?;
-        let mut rng = StdRng::seed_from_u64(image_seed(epoch_seed, position));
-        images.push(augment.apply(&pixels, set.size, &mut rng));
+        let image = set.pixels(index)?;
+        if augment.is_identity() {
+            pixels.extend_from_slice(&image);
+        } else {
+            let mut rng = StdRng::seed_from_u64(image_seed(epoch_seed, position));
+            pixels.extend(augment.apply(&image, set.size, &mut rng));
+        }
     }
+    let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<_>>();
     Ok(HostBatch {
-        images,
-        indices: order[start..end].to_vec(),
+        pixels,
+        mu: pick(&set.mu),
+        sigma: pick(&set.sigma),
+        targets: set
+            .targets
+            .as_ref()
+            .map(|t| indices.iter().flat_map(|&i| t[i].iter().copied()).collect()),
+        indices,
     })
 }
 
@@ -64,7 +100,7 @@ pub fn for_each_batch(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        // Room for two batches per worker ahead of the training step.
+        // Room for two batches per worker ahead of the step (so at least two prefetched).
         let (sender, receiver) = mpsc::sync_channel::<(usize, Result<HostBatch>)>(2 * workers);
         for _ in 0..workers {
             let sender = sender.clone();
@@ -143,6 +179,9 @@ mod tests {
         let one = collect(1);
         assert_eq!(one.len(), 5);
         assert_eq!(one[4].indices, vec![2, 1, 0]);
+        assert_eq!(one[4].mu, vec![2.0, 1.0, 0.0]);
+        assert_eq!(one[4].pixels.len(), 3 * 4 * 4 * 3);
+        assert_eq!(one[4].targets, None);
         let flat: Vec<usize> = one.iter().flat_map(|b| b.indices.clone()).collect();
         assert_eq!(flat, order);
         assert_eq!(one, collect(4), "the same batches, augmentation included");

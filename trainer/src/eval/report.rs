@@ -1,19 +1,26 @@
 //! Evaluating a stream: predictions over a data set and the metrics of them.
 
+use std::collections::VecDeque;
+
 use anyhow::Result;
 use dldl::{
     AGE_BINS,
-    burn::tensor::Device,
+    burn::tensor::{Device, Tensor},
     distribution::metrics::{AgeMetrics, MetricsReport},
-    networks::preprocess::Normalization,
+    networks::preprocess::{Normalization, pixels_to_tensor},
     networks::vgg::AgeNet,
 };
 use indicatif::ProgressBar;
 
 use crate::{
+    data::augment::Augmentation,
     data::loaded::{LoadedSet, check_batch_size},
+    data::loader::{self, HostBatch},
     device,
 };
+
+/// Batches evaluated on the device ahead of the one whose results are read.
+pub const IN_FLIGHT: usize = 2;
 
 /// What a stream predicted for every image of a set.
 #[derive(Debug, Clone)]
@@ -26,7 +33,12 @@ pub struct Predictions {
 }
 
 /// Runs `model` (in inference mode) over `set`: the metrics, each image's E[age] and
-/// distribution. With `flip`, each image's distribution is averaged with its mirror image's.
+/// distribution. With `flip`, each image's distribution is averaged with its mirror image's: the
+/// mirror images are made on the device, from the same upload, and go through the network in the
+/// same batch.
+///
+/// The batches come from the loader's workers, prefetched; up to [`IN_FLIGHT`] batches are on the
+/// device before the oldest one's results are read, so the device never waits for the read.
 pub fn evaluate(
     model: &AgeNet,
     set: &LoadedSet,
@@ -36,30 +48,57 @@ pub fn evaluate(
     device: &Device,
     progress: &ProgressBar,
 ) -> Result<Predictions> {
+    check_batch_size(batch_size)?;
     let mut metrics = AgeMetrics::default();
     let mut predictions = Vec::with_capacity(set.len());
     let mut distributions = Vec::with_capacity(set.len());
-    let indices: Vec<usize> = (0..set.len()).collect();
-    check_batch_size(batch_size)?;
+    let order: Vec<usize> = (0..set.len()).collect();
     progress.set_length(set.len() as u64);
-    for chunk in indices.chunks(batch_size) {
-        let (x, _, _) = set.batch(chunk, normalization, device, false)?;
-        let mut p = model.distribution(x);
-        if flip {
-            let (mirrored, _, _) = set.batch(chunk, normalization, device, true)?;
-            p = (p + model.distribution(mirrored)) / 2.0;
-        }
+    let mut in_flight: VecDeque<(Tensor<2>, HostBatch)> = VecDeque::new();
+    let mut read = |p: Tensor<2>, batch: HostBatch| -> Result<()> {
         let rows = device::values(p, device)?;
         distributions.extend(rows.chunks_exact(AGE_BINS).map(<[f32]>::to_vec));
         let expected: Vec<f32> = rows
             .chunks_exact(AGE_BINS)
             .map(|row| row.iter().enumerate().map(|(a, p)| a as f32 * p).sum())
             .collect();
-        let mu: Vec<f32> = chunk.iter().map(|&i| set.mu[i]).collect();
-        let sigma: Vec<f32> = chunk.iter().map(|&i| set.sigma[i]).collect();
-        metrics.update(&expected, &mu, &sigma);
+        metrics.update(&expected, &batch.mu, &batch.sigma);
         predictions.extend(expected);
-        progress.inc(chunk.len() as u64);
+        progress.inc(batch.len() as u64);
+        Ok(())
+    };
+    loader::for_each_batch(
+        set,
+        &order,
+        batch_size,
+        &Augmentation::none(),
+        0,
+        loader::default_workers(),
+        |mut batch| {
+            let x = pixels_to_tensor(
+                std::mem::take(&mut batch.pixels),
+                set.size,
+                normalization,
+                device,
+            );
+            let p = if flip {
+                let both = model.distribution(Tensor::cat(vec![x.clone(), x.flip([3])], 0));
+                let [plain, mirrored] = <[Tensor<2>; 2]>::try_from(both.chunk(2, 0))
+                    .expect("two halves of an even batch");
+                (plain + mirrored) / 2.0
+            } else {
+                model.distribution(x)
+            };
+            in_flight.push_back((p, batch));
+            if in_flight.len() > IN_FLIGHT {
+                let (p, batch) = in_flight.pop_front().expect("a batch is in flight");
+                read(p, batch)?;
+            }
+            Ok(())
+        },
+    )?;
+    for (p, batch) in in_flight {
+        read(p, batch)?;
     }
     let report = metrics
         .report()

@@ -13,7 +13,7 @@ use dldl::{
         tensor::{Device, Tensor},
     },
     distribution::loss::LossKind,
-    networks::preprocess::images_to_tensor,
+    networks::preprocess::pixels_to_tensor,
     networks::vgg::{AgeNetConfig, Architecture},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -77,13 +77,16 @@ pub fn run(
             input_size
         };
         let config = AgeNetConfig::for_stream(architecture, input_size);
-        let images = random_images(batch_size, input_size, &mut rng);
-        let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+        // One step's images as the loader hands them over: u8, back to back; each step uploads
+        // them and normalises them on the device.
+        let pixels = random_images(batch_size, input_size, &mut rng).concat();
+        let upload = |device: &Device| {
+            pixels_to_tensor(pixels.clone(), input_size, &config.normalization, device)
+        };
         let autodiff = device.clone().autodiff();
         let mut model = config.init(&autodiff)?;
         let parameters = model.trainable_params();
         let mut optim = AdamConfig::new().init();
-        let x = images_to_tensor(&refs, input_size, &config.normalization, &autodiff);
         let mu_t = Tensor::<1>::from_floats(mu.as_slice(), &autodiff);
         let sigma_t = Tensor::<1>::full([batch_size], 3.0, &autodiff);
         // The losses are summed on the device and read every LOSS_READ_EVERY steps and at the
@@ -91,7 +94,7 @@ pub fn run(
         let mut pending: Option<Tensor<1>> = None;
         let mut step = |model: dldl::networks::vgg::AgeNet, read: bool| {
             let loss = LossKind::KlL1 { lambda: 1.0 }.loss(
-                model.forward(x.clone()),
+                model.forward(upload(&autodiff)),
                 mu_t.clone(),
                 sigma_t.clone(),
             );
@@ -119,12 +122,11 @@ pub fn run(
         let train = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
 
         let valid = model.valid();
-        let x = images_to_tensor(&refs, input_size, &config.normalization, device);
-        let _: Vec<f32> = valid.distribution(x.clone()).try_into_vec_as()?;
+        let _: Vec<f32> = valid.distribution(upload(device)).try_into_vec_as()?;
         progress.inc(1);
         let started = Instant::now();
         for _ in 0..steps {
-            let _: Vec<f32> = valid.distribution(x.clone()).try_into_vec_as()?;
+            let _: Vec<f32> = valid.distribution(upload(device)).try_into_vec_as()?;
             progress.inc(1);
         }
         let inference = (steps * batch_size) as f64 / started.elapsed().as_secs_f64();
@@ -149,7 +151,7 @@ pub fn run(
         skipped: 0,
     };
     let order: Vec<usize> = (0..count).collect();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = loader::default_workers();
     let started = Instant::now();
     loader::for_each_batch(
         &set,

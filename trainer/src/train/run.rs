@@ -11,11 +11,8 @@ use anyhow::{Context, Result, bail};
 use dldl::{
     burn::{
         module::Module,
-        optim::GradientsParams,
-        tensor::{Device, Tensor, TensorData, activation::log_softmax},
+        tensor::{Device, Tensor},
     },
-    distribution::loss::kl_loss,
-    networks::preprocess::images_to_tensor,
     networks::vgg::{AgeNet, AgeNetConfig, Architecture},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -25,6 +22,7 @@ use crate::train::{
     checkpoint::{
         CheckpointState, EpochLog, checkpoints_dir, latest_path, load_checkpoint, save_checkpoint,
     },
+    parallel::{self, StepContext},
     spec::{TrainOptions, learning_rate},
 };
 use crate::{
@@ -139,6 +137,11 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
         .with_context(|| format!("cannot create {}", out.display()))?;
 
     let autodiff = device.clone().autodiff();
+    // The devices a step runs on: the first holds the model, the optimiser's state and the
+    // checkpoints; with more, each step is data-parallel (`train::parallel`).
+    let devices: Vec<Device> = std::iter::once(autodiff.clone())
+        .chain(options.more_devices.iter().map(|d| d.clone().autodiff()))
+        .collect();
     let (mut model, mut optim, mut state) = if options.resume && has_checkpoint {
         let (model, optim, state) = load_checkpoint(out, &config, &spec.optimizer, &autodiff)?;
         if state.spec != *spec {
@@ -246,36 +249,23 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             epoch_seed,
             options.workers,
             |batch| {
-                let images: Vec<&[u8]> = batch.images.iter().map(Vec::as_slice).collect();
-                let x = images_to_tensor(&images, train_set.size, &normalization, &autodiff);
-                let (mu, sigma) = train_set.labels(&batch.indices, &autodiff);
+                let images = batch.len();
                 let current = slot.take().expect("the model is back after every step");
-                let logits = current.forward(x);
-                let loss = match &train_set.targets {
-                    Some(targets) => {
-                        let rows: Vec<f32> = batch
-                            .indices
-                            .iter()
-                            .flat_map(|&i| targets[i].iter().copied())
-                            .collect();
-                        let target = Tensor::<2>::from_data(
-                            TensorData::new(rows, [batch.indices.len(), dldl::AGE_BINS]),
-                            &autodiff,
-                        );
-                        kl_loss(target, log_softmax(logits, 1))
-                    }
-                    None => spec.loss.loss(logits, mu, sigma),
+                let context = StepContext {
+                    devices: &devices,
+                    learning_rate: lr,
+                    loss: spec.loss,
+                    size: train_set.size,
+                    normalization: &normalization,
                 };
-                let images = batch.indices.len();
-                let weighted = loss.clone().detach() * images as f32;
+                let (next, summed) = parallel::step(current, &mut optim, &batch, &context);
+                slot = Some(next);
                 pending = Some(match pending.take() {
-                    Some(sum) => sum + weighted,
-                    None => weighted,
+                    Some(sum) => sum + summed,
+                    None => summed,
                 });
                 pending_images += images;
                 step += 1;
-                let grads = GradientsParams::from_grads(loss.backward(), &current);
-                slot = Some(optim.step(lr, current, grads));
                 if step - pending_from == LOSS_READ_EVERY || step == batches {
                     let sum = f64::from(
                         pending
@@ -459,9 +449,33 @@ mod tests {
         }
     }
 
+    /// One test for both, run one after the other: a run seeds the CPU device's one random
+    /// generator, which runs in parallel would share.
     #[test]
-    fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    fn a_resumed_run_ends_where_an_uninterrupted_one_does_on_one_device_and_on_two() {
+        resumed_run_matches_an_uninterrupted_one(0);
+        // This machine's CPU is one burn device, named twice: each step takes the data-parallel
+        // path (`train::parallel`), in two parts.
+        resumed_run_matches_an_uninterrupted_one(1);
+    }
+
+    fn resumed_run_matches_an_uninterrupted_one(more_devices: usize) {
         let dir = tempfile::tempdir().unwrap();
+        // Both runs start from the same saved weights, not from the device's seeded generator,
+        // which other tests in this process draw from at the same time.
+        let start = dir.path().join("start.bpk");
+        AgeNetConfig::for_stream(Architecture::TinyAgeNet, 32)
+            .init(&Device::flex())
+            .unwrap()
+            .into_record()
+            .save(&start)
+            .unwrap();
+        let options = |data: &Path, out: &Path, stop_after, resume| {
+            let mut options = options(data, out, stop_after, resume);
+            options.spec.init = Some(start.clone());
+            options.more_devices = vec![Device::flex(); more_devices];
+            options
+        };
         let data = dir.path().join("data");
         let config = SynthConfig {
             train: 48,
@@ -503,8 +517,8 @@ mod tests {
         let indices: Vec<usize> = (0..set.len()).collect();
         let predict = |dir: &Path| -> Vec<f32> {
             let model = load_weights(&model_config, &dir.join(WEIGHTS_FILE), &device).unwrap();
-            let (x, _, _) = set
-                .batch(&indices, &model_config.normalization, &device, false)
+            let x = set
+                .batch(&indices, &model_config.normalization, &device)
                 .unwrap();
             model.distribution(x).try_into_vec_as().unwrap()
         };

@@ -9,6 +9,7 @@ use dldl::{
     burn::optim::{
         AdamConfig, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig,
     },
+    burn::tensor::Device,
     distribution::loss::LossKind,
     networks::vgg::{AgeNetConfig, Architecture},
 };
@@ -165,6 +166,9 @@ pub struct TrainOptions {
     pub memory_limit: usize,
     /// Threads preparing batches.
     pub workers: usize,
+    /// Devices beside the one `train` is given, for data-parallel steps (`train::parallel`):
+    /// each step's batch is split over all of them.
+    pub more_devices: Vec<Device>,
 }
 
 impl TrainOptions {
@@ -193,7 +197,8 @@ impl TrainOptions {
             stop_after: None,
             models: models::default_models_dir(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: crate::data::loader::default_workers(),
+            more_devices: Vec::new(),
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct PipelineConfig {
     #[serde(rename = "stage", default)]
     pub stages: Vec<StageConfig>,
     pub fuse: Option<FuseConfig>,
+    /// Devices to train every stage on, data-parallel (as `--devices`, which replaces it):
+    /// `["wgpu:0", "wgpu:1"]`.
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -307,6 +311,8 @@ pub struct RunPipeline {
     pub out: PathBuf,
     pub models: PathBuf,
     pub quiet: bool,
+    /// Devices beside the one `run` is given, for data-parallel stages.
+    pub more_devices: Vec<Device>,
 }
 
 /// Runs every stage not yet finished, then the fusion.
@@ -355,6 +361,7 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
             cache: cache.clone(),
             models: options.models.clone(),
             memory_limit,
+            more_devices: options.more_devices.clone(),
             ..TrainOptions::new(stage.spec.clone(), stage.epochs, dir.clone())
         };
         let summary = run::train(&run, device, device_name)
