@@ -99,7 +99,7 @@ async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, Str
     }
     Ok(Stream {
         name: card.name,
-        network,
+        network: network.for_inference(),
         input_size: card.model.input_size,
         normalization: card.model.normalization,
         weight: card.weight,

@@ -395,16 +395,19 @@ pub fn bench_train(args: &[String]) -> Result<()> {
             let tt = figures(&torch, a, "train_images_per_second");
             let bi = figures(&burn, a, "inference_images_per_second");
             let ti = figures(&torch, a, "inference_images_per_second");
+            let bf = figures(&burn, a, "inference_folded_images_per_second");
             let _ = write!(
                 rows,
-                "| {a} | {size} px | {} | {} | {} | **{}** | {} | {} | **{}** |",
+                "| {a} | {size} px | {} | {} | {} | **{}** | {} | {} | **{}** | {} | **{}** |",
                 s.batch_size,
                 cell(&bt),
                 cell(&tt),
                 ratio(&bt, &tt),
                 cell(&bi),
                 cell(&ti),
-                ratio(&bi, &ti)
+                ratio(&bi, &ti),
+                cell(&bf),
+                ratio(&bf, &ti)
             );
             if !bf16.is_empty() {
                 let bb = figures(&bf16, a, "train_images_per_second");
@@ -424,7 +427,10 @@ pub fn bench_train(args: &[String]) -> Result<()> {
         table,
         "Both take random u8 batches, normalise them, and run forward, KL + L1 loss (Gaussian \
          labels, σ = 3), backward and Adam; inference is the forward pass with the softmax, read \
-         back to the host. The pretrained network takes 64 px chips whatever the row's size. Each \
+         back to the host; \
+         \"folded\": burn's inference with the batch norms (the pretrained network: its affine \
+         layers) folded into the convolutions, as `trainer eval`, `predict` and the page run a \
+         stream (PyTorch's eval mode does not fold). The pretrained network takes 64 px chips whatever the row's size. Each \
          runtime warms up with one step, then times the steps (the setting's `--steps`); {}. \
          Images per second: the median over the \
          rounds, their range in brackets; ratio = burn ÷ PyTorch (above 1: burn is faster).\n",
@@ -434,9 +440,10 @@ pub fn bench_train(args: &[String]) -> Result<()> {
         }
     );
     let mut header = "| stream | input | batch | train, burn | train, PyTorch | ratio | \
-                      inference, burn | inference, PyTorch | ratio |"
+                      inference, burn | inference, PyTorch | ratio | inference, burn folded | \
+                      ratio |"
         .to_string();
-    let mut rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|".to_string();
+    let mut rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".to_string();
     if !bf16_device.is_empty() {
         header.push_str(" train, PyTorch bf16 | ratio |");
         rule.push_str("---:|---:|");

@@ -7,7 +7,7 @@ use std::{fmt, str::FromStr};
 
 use burn::{
     config::Config,
-    module::Module,
+    module::{Module, Param},
     nn::{
         BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d,
         conv::{Conv2d, Conv2dConfig},
@@ -152,6 +152,32 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
+    /// The batch norm folded into the conv, for inference: with `s = γ / √(running var + ε)`,
+    /// the weights `w·s` and the bias `(b − running mean)·s + β` per output channel (`b` = 0
+    /// for the bias-free convs), and no batch norm left.
+    fn fold(self) -> Self {
+        let Some(norm) = self.norm else {
+            return self;
+        };
+        let channels = self.conv.weight.dims()[0];
+        let device = self.conv.weight.device();
+        let scale =
+            norm.gamma.val().detach() / (norm.running_var.value().detach() + norm.epsilon).sqrt();
+        let bias = self
+            .conv
+            .bias
+            .as_ref()
+            .map(|b| b.val().detach())
+            .unwrap_or_else(|| Tensor::zeros([channels], &device));
+        let bias =
+            (bias - norm.running_mean.value().detach()) * scale.clone() + norm.beta.val().detach();
+        let weight = self.conv.weight.val().detach() * scale.reshape([channels, 1, 1, 1]);
+        let mut conv = self.conv;
+        conv.weight = Param::from_tensor(weight);
+        conv.bias = Some(Param::from_tensor(bias));
+        ConvBlock { conv, norm: None }
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(x);
         let x = match &self.norm {
@@ -250,6 +276,18 @@ impl AgeNetConfig {
 }
 
 impl AgeNet {
+    /// The same network for inference only, with its normalisations folded into its convs:
+    /// batch norms (the VGG family, [`VggNet::fold_batch_norm`]) or the pretrained network's
+    /// affine layers ([`PretrainedAgeNet::fold_affine`]). Equal to the network in inference
+    /// mode up to float rounding; never to be trained or saved (a folded record no longer has
+    /// its batch norms).
+    pub fn for_inference(self) -> Self {
+        match self {
+            AgeNet::Vgg(net) => AgeNet::Vgg(net.fold_batch_norm()),
+            AgeNet::Pretrained(net) => AgeNet::Pretrained(net.fold_affine()),
+        }
+    }
+
     /// Logits over the ages: `[batch, 3, size, size]` → `[batch, 101]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
@@ -276,6 +314,19 @@ impl AgeNet {
 }
 
 impl VggNet {
+    /// Every batch norm folded into the conv before it (see [`AgeNet::for_inference`]): one
+    /// pass over each feature map fewer. VGG-16 without batch norm is unchanged.
+    pub fn fold_batch_norm(self) -> Self {
+        VggNet {
+            stages: self
+                .stages
+                .into_iter()
+                .map(|stage| stage.into_iter().map(ConvBlock::fold).collect())
+                .collect(),
+            ..self
+        }
+    }
+
     /// Logits over the ages: `[batch, 3, size, size]` → `[batch, 101]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
@@ -314,6 +365,7 @@ impl VggNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
 
     fn params(architecture: Architecture) -> usize {
         AgeNetConfig::new(architecture)
@@ -345,6 +397,59 @@ mod tests {
             let sums: Vec<f32> = p.sum_dim(1).try_into_vec_as().unwrap();
             assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4));
         }
+    }
+
+    #[test]
+    fn folding_batch_norm_keeps_the_distribution() {
+        // A few training-mode passes move the running statistics away from 0 and 1, so the fold
+        // has work to do.
+        let device = Device::flex();
+        let autodiff = device.clone().autodiff();
+        let size = 32;
+        let model = AgeNetConfig::new(Architecture::TinyAgeNet)
+            .with_input_size(size)
+            .init(&autodiff)
+            .unwrap();
+        let x = |seed: f32, device: &Device| {
+            Tensor::<4>::from_data(
+                TensorData::new(
+                    (0..2 * 3 * size * size)
+                        .map(|i| (i as f32 * 0.37 + seed).sin() * 2.0 + 0.5)
+                        .collect::<Vec<f32>>(),
+                    [2, 3, size, size],
+                ),
+                device,
+            )
+        };
+        for seed in 0..3 {
+            let _ = model.forward(x(seed as f32, &autodiff));
+        }
+        let model = model.valid();
+        let AgeNet::Vgg(ref net) = model else {
+            unreachable!()
+        };
+        let norm = net.stages[0][0].norm.as_ref().unwrap();
+        let mean: Vec<f32> = norm.running_mean.value().try_into_vec_as().unwrap();
+        assert!(mean.iter().any(|m| m.abs() > 1e-3), "running means moved");
+        let before: Vec<f32> = model
+            .distribution(x(9.0, &device))
+            .try_into_vec_as()
+            .unwrap();
+        let folded = model.for_inference();
+        let AgeNet::Vgg(ref net) = folded else {
+            unreachable!()
+        };
+        assert!(net.stages.iter().flatten().all(|b| b.norm.is_none()));
+        let after: Vec<f32> = folded
+            .distribution(x(9.0, &device))
+            .try_into_vec_as()
+            .unwrap();
+        let worst = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "folded and unfolded differ by {worst}");
     }
 
     #[test]

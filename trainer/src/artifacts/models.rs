@@ -142,7 +142,7 @@ pub fn estimator(
         }
         all.push(Stream {
             name: card.name,
-            network: model,
+            network: model.for_inference(),
             input_size: card.model.input_size,
             normalization: card.model.normalization,
             weight: card.weight,
@@ -158,7 +158,7 @@ pub fn estimator(
         }
         all.push(Stream {
             name: path.display().to_string(),
-            network: loaded.model,
+            network: loaded.model.for_inference(),
             input_size: loaded.card.model.input_size,
             normalization: loaded.card.model.normalization,
             weight: 1.0,

@@ -50,7 +50,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         expected: predictions,
         distributions,
     } = report::evaluate(
-        &loaded.model,
+        &loaded.model.for_inference(),
         &set,
         &loaded.card.model.normalization,
         args.batch_size,

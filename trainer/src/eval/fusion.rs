@@ -147,7 +147,7 @@ pub fn fit_streams(
             "fuse     [{bar:30}] {pos}/{len} images {eta}",
         );
         let predictions = evaluate(
-            &loaded.model,
+            &loaded.model.for_inference(),
             &set,
             &loaded.card.model.normalization,
             64,

@@ -300,7 +300,7 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
                     "validate [{bar:30}] {pos}/{len} images {eta}",
                 );
                 let predictions = evaluate(
-                    &model.valid(),
+                    &model.valid().for_inference(),
                     set,
                     &normalization,
                     spec.batch_size,
