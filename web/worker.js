@@ -21,7 +21,7 @@
 
 let glue = null;
 let files = null;
-// The settled-track rule: a settled face gets the age network on one frame in `every`.
+// The settled-track rule: the settled faces get the age network on one frame in `every`, in turn.
 let every = 1;
 // One estimator per backend built so far ("WebGPU", "CPU"); `active` names the one that runs.
 const estimators = new Map();

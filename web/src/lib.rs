@@ -340,8 +340,8 @@ impl AgeEstimator {
         })
     }
 
-    /// The settled-track rule: a settled face gets the age network on one frame in `every`
-    /// (1 runs it on every frame). See `dldl::face::tracking`.
+    /// The settled-track rule: the settled faces get the age network on one frame in `every`,
+    /// in turn (1 runs it on every face of every frame). See `dldl::face::tracking`.
     #[wasm_bindgen(js_name = setEvery)]
     pub fn set_every(&self, every: u32) {
         self.state.tracker.borrow_mut().every = every.max(1);

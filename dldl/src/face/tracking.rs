@@ -8,10 +8,12 @@
 //!
 //! **The settled-track rule** ([`Tracker::every`]): the age network need not run on every
 //! frame of a face whose estimate has settled. A track that has had the network on
-//! [`SETTLE_FRAMES`] frames is *settled*; from then on the network runs on it on one frame in
-//! `every` (tracks take turns, so several faces do not all fall due on the same frame), and at
-//! once whenever its box has moved (IoU with the box of its last network frame below
-//! [`MOVED_IOU`]). On the other frames the face keeps its smoothed distribution and its last
+//! [`SETTLE_FRAMES`] frames is *settled*. The settled faces share one turn: on one frame in
+//! `every` the network runs on one of them, each in turn (by track id), so with n settled faces
+//! each gets it on one frame in n·`every`, and the frame time hardly grows with the number of
+//! faces once they have settled. A settled face whose box has moved (IoU with the box of its
+//! last network frame below [`MOVED_IOU`]) gets the network at once, out of turn, and so does a
+//! face that is not settled yet. On the other frames the face keeps its smoothed distribution and its last
 //! landmarks, moved with its box. [`Tracker::plan`] says which detections need the network;
 //! [`Tracker::update_partial`] takes the estimates of those and the boxes of all.
 
@@ -47,13 +49,9 @@ struct Track {
 
 impl Track {
     /// Whether the network must run on this track's face in the next frame, whose box is
-    /// `bbox`.
-    fn due(&self, bbox: &[f32; 4], every: u32) -> bool {
-        self.estimated < SETTLE_FRAMES
-            || every <= 1
-            || iou(bbox, &self.last.bbox) < MOVED_IOU
-            // The track's own turn: its frame count, offset by its id so tracks take turns.
-            || (self.frames + self.id).is_multiple_of(every)
+    /// `bbox`, whoever's turn it is: the track has not settled, or it has moved.
+    fn needs_network(&self, bbox: &[f32; 4], every: u32) -> bool {
+        self.estimated < SETTLE_FRAMES || every <= 1 || iou(bbox, &self.last.bbox) < MOVED_IOU
     }
 }
 
@@ -64,11 +62,13 @@ pub struct Tracker {
     pub memory: f32,
     /// Frames a face may go unseen before its track is dropped.
     pub max_missed: u32,
-    /// The settled-track rule: a settled face gets the network on one frame in `every`; 1 (the
-    /// default) runs it on every frame.
+    /// The settled-track rule: the settled faces get the network on one frame in `every`, in
+    /// turn; 1 (the default) runs it on every face of every frame.
     pub every: u32,
     tracks: Vec<Track>,
     next_id: u32,
+    /// Frames taken so far (the settled faces' turns count them).
+    frame: u64,
 }
 
 /// A face of the current frame with its smoothed estimate.
@@ -99,6 +99,7 @@ impl Tracker {
             every: 1,
             tracks: Vec::new(),
             next_id: 1,
+            frame: 0,
         }
     }
 
@@ -123,11 +124,26 @@ impl Tracker {
     /// Which of the next frame's detections (their boxes) need the network, by the
     /// settled-track rule; a detection that starts a track always does.
     pub fn plan(&self, boxes: &[[f32; 4]]) -> Vec<bool> {
-        self.matching(boxes)
-            .into_iter()
+        let matched = self.matching(boxes);
+        let mut plan: Vec<bool> = matched
+            .iter()
             .zip(boxes)
-            .map(|(matched, bbox)| matched.is_none_or(|t| self.tracks[t].due(bbox, self.every)))
-            .collect()
+            .map(|(m, bbox)| m.is_none_or(|t| self.tracks[t].needs_network(bbox, self.every)))
+            .collect();
+        // The settled, still faces, by track id: on one frame in `every`, the next of them.
+        let mut waiting: Vec<(u32, usize)> = matched
+            .iter()
+            .enumerate()
+            .filter(|&(f, _)| !plan[f])
+            .filter_map(|(f, m)| m.map(|t| (self.tracks[t].id, f)))
+            .collect();
+        let every = u64::from(self.every.max(1));
+        if !waiting.is_empty() && self.frame.is_multiple_of(every) {
+            waiting.sort_unstable();
+            let turn = (self.frame / every) as usize % waiting.len();
+            plan[waiting[turn].1] = true;
+        }
+        plan
     }
 
     /// Greedy matching of `boxes` to tracks, best overlaps first.
@@ -163,6 +179,7 @@ impl Tracker {
         detections: &[FaceDetection],
         estimates: Vec<Option<FaceEstimate>>,
     ) -> Result<Vec<TrackedFace>, DldlError> {
+        self.frame += 1;
         let boxes: Vec<[f32; 4]> = detections.iter().map(|d| d.bbox).collect();
         let track_of = self.matching(&boxes);
         let mut seen = vec![false; self.tracks.len()];
@@ -365,9 +382,49 @@ mod tests {
         assert!(ran[..SETTLE_FRAMES as usize].iter().all(|&r| r), "{ran:?}");
         let later = ran[SETTLE_FRAMES as usize..].iter().filter(|&&r| r).count();
         assert_eq!(later, 5, "{later} of 15: {ran:?}");
+        assert!(
+            ran.windows(2)
+                .skip(SETTLE_FRAMES as usize)
+                .all(|w| !(w[0] && w[1])),
+            "never twice in a row once settled: {ran:?}"
+        );
         // A face that moves gets it at once, and its carried box follows it.
         let moved = face(60.0, 40.0).bbox;
         assert_eq!(tracker.plan(&[moved]), [true]);
+    }
+
+    #[test]
+    fn settled_faces_share_one_turn() {
+        let mut tracker = Tracker::new(0.7, 2);
+        tracker.every = 3;
+        let boxes = [0.0, 300.0, 600.0].map(|x| face(x, 40.0).bbox);
+        let detections: Vec<FaceDetection> = boxes.iter().map(|&b| detection(b)).collect();
+        let mut runs = [0; 3];
+        let mut per_frame = Vec::new();
+        for frame in 0..50 {
+            let plan = tracker.plan(&boxes);
+            let estimates = plan
+                .iter()
+                .zip(&boxes)
+                .map(|(&run, b)| run.then(|| face(b[0], 40.0)))
+                .collect();
+            let out = tracker.update_partial(&detections, estimates).unwrap();
+            assert_eq!(out.len(), 3, "frame {frame}");
+            if frame >= SETTLE_FRAMES as usize {
+                per_frame.push(plan.iter().filter(|&&r| r).count());
+                for (count, run) in runs.iter_mut().zip(&plan) {
+                    *count += usize::from(*run);
+                }
+            }
+        }
+        // 45 settled frames: the network on one face in every third frame, each face in turn.
+        assert!(per_frame.iter().all(|&n| n <= 1), "{per_frame:?}");
+        assert_eq!(per_frame.iter().sum::<usize>(), 15, "{per_frame:?}");
+        assert_eq!(runs, [5, 5, 5]);
+        // One face that moves gets it at once, beside the one whose turn it is.
+        let mut moved = boxes;
+        moved[1] = face(330.0, 40.0).bbox;
+        assert!(tracker.plan(&moved)[1]);
     }
 
     #[test]
