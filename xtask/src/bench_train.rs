@@ -200,20 +200,27 @@ fn release_trainer(device: &str) -> Result<PathBuf> {
 /// One measurement of one setting: the streams' reports, keyed by architecture.
 type Report = Value;
 
+/// The arguments both benchmarks take for a setting.
+fn setting_args(s: &Setting) -> Vec<String> {
+    let mut args = Vec::new();
+    for a in &s.architectures {
+        args.extend(["--arch".to_string(), a.clone()]);
+    }
+    for (flag, value) in [
+        ("--input-size", s.input_size),
+        ("--batch-size", s.batch_size),
+        ("--steps", s.steps),
+    ] {
+        args.extend([flag.to_string(), value.to_string()]);
+    }
+    args
+}
+
 fn run_burn(trainer: &PathBuf, device: &str, s: &Setting) -> Result<Report> {
     let mut command = Command::new(trainer);
-    command.args(["bench", "--device", device, "--json"]);
-    for a in &s.architectures {
-        command.args(["--arch", a]);
-    }
-    command.args([
-        "--input-size",
-        &s.input_size.to_string(),
-        "--batch-size",
-        &s.batch_size.to_string(),
-        "--steps",
-        &s.steps.to_string(),
-    ]);
+    command
+        .args(["bench", "--device", device, "--json"])
+        .args(setting_args(s));
     json_output(
         &format!("trainer bench --device {device} ({} px)", s.input_size),
         command,
@@ -235,17 +242,7 @@ fn run_pytorch(
     if autocast {
         command.args(["--autocast", "bf16"]);
     }
-    for a in &s.architectures {
-        command.args(["--arch", a]);
-    }
-    command.args([
-        "--input-size",
-        &s.input_size.to_string(),
-        "--batch-size",
-        &s.batch_size.to_string(),
-        "--steps",
-        &s.steps.to_string(),
-    ]);
+    command.args(setting_args(s));
     let what = if autocast {
         "scripts/bench_pytorch.py (autocast bf16)"
     } else {

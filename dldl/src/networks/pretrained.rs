@@ -122,18 +122,11 @@ impl ConvAffine {
         }
         let [channels] = self.affine.scale.dims();
         let device = self.affine.scale.device();
-        let scale = self.affine.scale.val().detach();
-        let offset = self.affine.offset.val().detach();
-        let weight = self.conv.weight.val().detach() * scale.clone().reshape([channels, 1, 1, 1]);
-        let bias = self
-            .conv
-            .bias
-            .as_ref()
-            .map(|b| b.val().detach())
-            .unwrap_or_else(|| Tensor::zeros([channels], &device));
-        let mut conv = self.conv;
-        conv.weight = Param::from_tensor(weight);
-        conv.bias = Some(Param::from_tensor(bias * scale + offset));
+        let conv = scale_conv(
+            self.conv,
+            self.affine.scale.val().detach(),
+            self.affine.offset.val().detach(),
+        );
         ConvAffine {
             conv,
             affine: Affine::new(channels, &device),
@@ -168,6 +161,22 @@ impl ConvAffine {
         )?;
         Ok(())
     }
+}
+
+/// `conv` followed by a per-channel `x · scale + shift`, as one conv: the weights `w·scale` and
+/// the bias `b·scale + shift` per output channel (`b` = 0 for a conv without bias). How the
+/// affine layers here and the VGG family's batch norms are folded for inference.
+pub(crate) fn scale_conv(mut conv: Conv2d, scale: Tensor<1>, shift: Tensor<1>) -> Conv2d {
+    let channels = conv.weight.dims()[0];
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().detach())
+        .unwrap_or_else(|| Tensor::zeros([channels], &scale.device()));
+    let weight = conv.weight.val().detach() * scale.clone().reshape([channels, 1, 1, 1]);
+    conv.weight = Param::from_tensor(weight);
+    conv.bias = Some(Param::from_tensor(bias * scale + shift));
+    conv
 }
 
 /// Two 3×3 conv + affine layers around a shortcut. A widening block's first conv is 3×3/2

@@ -7,7 +7,7 @@ use std::{fmt, str::FromStr};
 
 use burn::{
     config::Config,
-    module::{Module, Param},
+    module::Module,
     nn::{
         BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d,
         conv::{Conv2d, Conv2dConfig},
@@ -153,28 +153,16 @@ pub struct ConvBlock {
 
 impl ConvBlock {
     /// The batch norm folded into the conv, for inference: with `s = γ / √(running var + ε)`,
-    /// the weights `w·s` and the bias `(b − running mean)·s + β` per output channel (`b` = 0
-    /// for the bias-free convs), and no batch norm left.
+    /// the conv followed by `x·s + (β − running mean·s)` ([`pretrained::scale_conv`]), and no
+    /// batch norm left.
     fn fold(self) -> Self {
         let Some(norm) = self.norm else {
             return self;
         };
-        let channels = self.conv.weight.dims()[0];
-        let device = self.conv.weight.device();
         let scale =
             norm.gamma.val().detach() / (norm.running_var.value().detach() + norm.epsilon).sqrt();
-        let bias = self
-            .conv
-            .bias
-            .as_ref()
-            .map(|b| b.val().detach())
-            .unwrap_or_else(|| Tensor::zeros([channels], &device));
-        let bias =
-            (bias - norm.running_mean.value().detach()) * scale.clone() + norm.beta.val().detach();
-        let weight = self.conv.weight.val().detach() * scale.reshape([channels, 1, 1, 1]);
-        let mut conv = self.conv;
-        conv.weight = Param::from_tensor(weight);
-        conv.bias = Some(Param::from_tensor(bias));
+        let shift = norm.beta.val().detach() - norm.running_mean.value().detach() * scale.clone();
+        let conv = pretrained::scale_conv(self.conv, scale, shift);
         ConvBlock { conv, norm: None }
     }
 
