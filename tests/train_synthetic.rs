@@ -233,3 +233,40 @@ fn devices_train_data_parallel_and_unknown_or_mixed_ones_are_one_line_listing_th
         fails_with(&as_refs(&args), &[needle, "devices here: cpu"]);
     }
 }
+
+/// A batch too large for the CPU's memory is refused before the first step, in one line that
+/// names a batch size that fits, and nothing of the run is written. (On the CPU such a batch
+/// would otherwise abort the process at the allocation that does not fit.)
+#[test]
+fn a_batch_too_large_for_the_memory_is_one_line_naming_one_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_csv = synthetic_set(dir.path(), 8, 0);
+    let run = dir.path().join("run");
+    // TinyAgeNet's step at 256 px takes about 60 MB per image: 4 096 of them take about 250 GB.
+    let mut args = tiny_train_args(&train_csv, &run, 1, &["--batch-size", "4096"]);
+    let size = args.iter().position(|a| a == "--input-size").unwrap() + 1;
+    args[size] = "256".to_string();
+    fails_with(
+        &as_refs(&args),
+        &[
+            "a batch of 4096 at 256×256 px needs about",
+            "is available",
+            "use --batch-size",
+        ],
+    );
+    assert!(!run.exists(), "nothing of the run is written");
+    // The size it names passes the check: the run trains.
+    let out = support::trainer::trainer(&as_refs(&args));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let fits: usize = stderr
+        .split("use --batch-size ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch size in: {stderr}"));
+    assert!((1..4096).contains(&fits), "{stderr}");
+    let batch = args.iter().position(|a| a == "--batch-size").unwrap() + 1;
+    args[batch] = fits.to_string();
+    ok(&as_refs(&args));
+    assert!(run.join("model.json").exists());
+}

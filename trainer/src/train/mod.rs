@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod distill;
+pub mod memory;
 pub mod parallel;
 pub mod run;
 pub mod spec;

@@ -22,6 +22,7 @@ use crate::train::{
     checkpoint::{
         CheckpointState, EpochLog, checkpoints_dir, latest_path, load_checkpoint, save_checkpoint,
     },
+    memory,
     parallel::{self, StepContext},
     spec::{TrainOptions, learning_rate},
 };
@@ -133,6 +134,9 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             out.display()
         );
     }
+    // Each device's part of a batch (one part at a time on the CPU) must fit.
+    let part = spec.batch_size.div_ceil(1 + options.more_devices.len());
+    memory::check_batch_fits(&config, spec.loss, part, device)?;
     fs::create_dir_all(checkpoints_dir(out))
         .with_context(|| format!("cannot create {}", out.display()))?;
 
