@@ -47,20 +47,28 @@ fn main() {
     let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
     let mut forward = Vec::new();
-    for batch in [1usize, 32] {
-        let x: Tensor<4> = Tensor::random(
-            [batch, 3, CHIP_SIZE, CHIP_SIZE],
-            dldl::burn::tensor::Distribution::Uniform(-0.5, 0.5),
-            &device,
-        );
-        let seconds = median_seconds(budget, || {
-            let _: Vec<f32> = net.distribution(x.clone()).try_into_vec_as().unwrap();
-        });
-        forward.push(serde_json::json!({
-            "batch": batch,
-            "ms_per_batch": seconds * 1e3,
-            "images_per_s": batch as f64 / seconds,
-        }));
+    // As published, and with its affine layers folded into its convs, as the page and `trainer
+    // predict` run it (`Stream::pretrained`).
+    for (form, network) in [
+        ("as published", net.clone()),
+        ("affine layers folded", net.clone().fold_affine()),
+    ] {
+        for batch in [1usize, 32] {
+            let x: Tensor<4> = Tensor::random(
+                [batch, 3, CHIP_SIZE, CHIP_SIZE],
+                dldl::burn::tensor::Distribution::Uniform(-0.5, 0.5),
+                &device,
+            );
+            let seconds = median_seconds(budget, || {
+                let _: Vec<f32> = network.distribution(x.clone()).try_into_vec_as().unwrap();
+            });
+            forward.push(serde_json::json!({
+                "form": form,
+                "batch": batch,
+                "ms_per_batch": seconds * 1e3,
+                "images_per_s": batch as f64 / seconds,
+            }));
+        }
     }
 
     let detector_bytes = read(

@@ -88,8 +88,9 @@ pub fn bench() -> Result<()> {
     for row in burn["pretrained_forward"].as_array().into_iter().flatten() {
         let _ = writeln!(
             table,
-            "| {} | release build | {} | {:.2} | {:.0} |",
+            "| {} | release build, {} | {} | {:.2} | {:.0} |",
             burn["backend"].as_str().unwrap_or("burn"),
+            row["form"].as_str().unwrap_or("as published"),
             row["batch"],
             row["ms_per_batch"].as_f64().unwrap_or(f64::NAN),
             row["images_per_s"].as_f64().unwrap_or(f64::NAN)
