@@ -178,17 +178,14 @@ fn cuda_index(_index: usize) -> Option<(Device, String)> {
 /// What `--devices` can name on this machine, with this build.
 fn available() -> Vec<String> {
     let mut names = vec!["cpu".to_string()];
-    names.extend(
-        (0..16)
-            .map_while(|i| wgpu_discrete(i).map(|_| format!("wgpu:{i}")))
-            .collect::<Vec<_>>(),
-    );
+    names.extend((0..16).map_while(|i| wgpu_discrete(i).map(|_| format!("wgpu:{i}"))));
+    let gpus = nvidia_gpus();
     if cfg!(feature = "cuda") {
-        names.extend((0..nvidia_gpus()).map(|i| format!("cuda:{i}")));
-    } else if nvidia_gpus() > 0 {
+        names.extend((0..gpus).map(|i| format!("cuda:{i}")));
+    } else if gpus > 0 {
         names.push(format!(
             "(cuda:0–{} with a build with --features cuda)",
-            nvidia_gpus() - 1
+            gpus - 1
         ));
     }
     if select(DeviceChoice::Wgpu).is_ok() && !names.iter().any(|n| n.starts_with("wgpu:")) {

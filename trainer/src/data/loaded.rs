@@ -4,10 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use dldl::{
-    burn::tensor::{Device, Tensor},
-    networks::preprocess::{Normalization, pixels_to_tensor},
-};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -203,20 +199,6 @@ impl LoadedSet {
 
     pub fn is_empty(&self) -> bool {
         self.mu.is_empty()
-    }
-
-    /// The images at `indices` as a `[batch, 3, size, size]` tensor, normalised on the device.
-    pub fn batch(
-        &self,
-        indices: &[usize],
-        normalization: &Normalization,
-        device: &Device,
-    ) -> Result<Tensor<4>> {
-        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size * 3);
-        for &i in indices {
-            pixels.extend_from_slice(&self.pixels(i)?);
-        }
-        Ok(pixels_to_tensor(pixels, self.size, normalization, device))
     }
 }
 

@@ -453,8 +453,7 @@ mod tests {
         }
     }
 
-    /// One test for both, run one after the other: a run seeds the CPU device's one random
-    /// generator, which runs in parallel would share.
+    /// One test for both cases, run one after the other.
     #[test]
     fn a_resumed_run_ends_where_an_uninterrupted_one_does_on_one_device_and_on_two() {
         resumed_run_matches_an_uninterrupted_one(0);
@@ -518,12 +517,17 @@ mod tests {
             "valid",
         )
         .unwrap();
-        let indices: Vec<usize> = (0..set.len()).collect();
+        let pixels: Vec<u8> = (0..set.len())
+            .flat_map(|i| set.pixels(i).unwrap().into_owned())
+            .collect();
         let predict = |dir: &Path| -> Vec<f32> {
             let model = load_weights(&model_config, &dir.join(WEIGHTS_FILE), &device).unwrap();
-            let x = set
-                .batch(&indices, &model_config.normalization, &device)
-                .unwrap();
+            let x = dldl::networks::preprocess::pixels_to_tensor(
+                pixels.clone(),
+                32,
+                &model_config.normalization,
+                &device,
+            );
             model.distribution(x).try_into_vec_as().unwrap()
         };
         assert_eq!(predict(&straight), predict(&interrupted));
