@@ -195,6 +195,74 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     );
 }
 
+/// The CPU backend runs on every core (one thread a core, at most 8) when the page is
+/// cross-origin isolated, as `cargo xtask demo` serves it; on one thread when asked
+/// (`?threads=1`) or when served without the isolation headers, and then it says why. The
+/// estimate is the same either way.
+#[test]
+fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
+    let _dist = dist_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = portrait_clip(dir.path());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = cores.min(8) as u64;
+
+    let threaded = live_report(&clip, "&backend=cpu", &page::NO_WEBGPU);
+    assert_eq!(threaded["backend"], "CPU", "{threaded:#}");
+    assert_eq!(
+        threaded["threads"], expected,
+        "{cores} cores: the CPU backend should run on {expected} threads: {:#}",
+        threaded["threadsWhy"]
+    );
+    let on_threads = one_live_face(&threaded, "CPU, threads");
+    no_long_tasks_while_the_camera_runs(&threaded, "CPU, threads");
+
+    let one = live_report(&clip, "&backend=cpu&threads=1", &page::NO_WEBGPU);
+    assert_eq!(one["threads"], 1, "{one:#}");
+    assert!(
+        one["threadsWhy"]
+            .as_str()
+            .is_some_and(|w| w.contains("threads=1")),
+        "{:#}",
+        one["threadsWhy"]
+    );
+    let on_one = one_live_face(&one, "CPU, one thread");
+    assert!(
+        (on_threads - on_one).abs() <= 0.05,
+        "{expected} threads {on_threads:.3} against one thread {on_one:.3}"
+    );
+
+    // A static host without the headers: no shared memory, one thread, said on the page.
+    let listener = page::serve::Listener::bind(0).unwrap().without_isolation();
+    let address = listener.address;
+    let (log, logged) = mpsc::channel();
+    listener.serve(built_page(), Some(log));
+    let plain = page::live_session_at(
+        address,
+        logged,
+        &clip,
+        "&backend=cpu",
+        &page::NO_WEBGPU,
+        &page::Wait::default(),
+    );
+    let report = &plain.report;
+    assert_eq!(report["threads"], 1, "{report:#}");
+    let why = plain
+        .browser
+        .run("return document.getElementById('backend-why').textContent")
+        .unwrap();
+    assert!(
+        why.as_str()
+            .is_some_and(|w| w.contains("one thread") && w.contains("cross-origin isolated")),
+        "the page should say why it runs on one thread: {why}"
+    );
+    let plain_age = one_live_face(report, "CPU, not isolated");
+    assert!(
+        (plain_age - on_one).abs() <= 1e-3,
+        "not isolated {plain_age:.3} against one thread {on_one:.3}"
+    );
+}
+
 /// The estimator works in a worker: while the camera runs, the page's own thread has no task
 /// over 50 ms (the browser's long-task timing, which the page keeps in its state).
 fn no_long_tasks_while_the_camera_runs(report: &Value, what: &str) {

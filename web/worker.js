@@ -6,7 +6,10 @@
 // response's headers). It asks for nothing but the page's own WebAssembly module.
 //
 // Messages from the page (each answered once, with the same `id`):
-//   {type: "init", glue, wasm}                 load the wasm-bindgen module
+//   {type: "init", glue, wasm, threads}        load the wasm-bindgen module; threads, when
+//                                              given, is {glue, wasm, count}: the threaded
+//                                              build of the CPU backend, used when this
+//                                              worker is cross-origin isolated
 //   {type: "load", files, choice, every}       build the estimator; choice: auto | webgpu | cpu;
 //                                              every: the settled-track rule's period
 //   {type: "switch", choice}                   the same weights on another backend
@@ -19,7 +22,14 @@
 // Answers: {id, ok: true, ...} or {id, ok: false, message, crashed}. `crashed` means the module
 // itself failed (a panic, out of memory): the page then starts a new worker.
 
-let glue = null;
+// The modules: `standard` (WebGPU and the CPU backend on one thread, loaded as soon as it is
+// needed) and `cpu`, the one the CPU backend runs from: the threaded build when the page is
+// cross-origin isolated, else the standard one.
+let standard = null;
+let standardUrls = null;
+let cpuGlue = null;
+// How the CPU backend runs: {count} threads, and why when it is one.
+const cpuThreads = { count: 1, why: null };
 let files = null;
 // The settled-track rule: the settled faces get the age network on one frame in `every`, in turn.
 let every = 1;
@@ -48,9 +58,46 @@ async function adapter() {
   return { name, software };
 }
 
+// Loads a wasm-bindgen module: its glue, and the compiled WebAssembly.
+async function loadModule({ glue, wasm }) {
+  const module = await import(glue);
+  await module.default({ module_or_path: wasm });
+  return module;
+}
+
+// The standard module, loaded once (at start when the CPU backend has no threaded build).
+function standardGlue() {
+  standard ??= loadModule(standardUrls).catch((e) => { standard = null; throw e; });
+  return standard;
+}
+
+// The CPU backend's module: the threaded build with its pool of `count` workers when this
+// worker is cross-origin isolated (shared memory), else the standard module on one thread.
+async function loadCpu(threads) {
+  if (!threads || threads.count < 2) {
+    cpuThreads.why = threads ? "one thread asked for (?threads=1)" : "this build has no threaded CPU backend";
+    return standardGlue();
+  }
+  if (!self.crossOriginIsolated) {
+    cpuThreads.why = "the page is not cross-origin isolated, so the browser gives it no shared memory for threads (serve it with the COOP and COEP headers the README names)";
+    return standardGlue();
+  }
+  try {
+    const module = await loadModule(threads);
+    await module.initThreadPool(threads.count);
+    cpuThreads.count = threads.count;
+    cpuThreads.why = null;
+    return module;
+  } catch (e) {
+    cpuThreads.why = `its threads did not start (${text(e)})`;
+    return standardGlue();
+  }
+}
+
 async function build(backend) {
   if (estimators.has(backend)) return estimators.get(backend);
   const { detector, landmarks, age, streams, digests } = files;
+  const glue = backend === "CPU" ? cpuGlue : await standardGlue();
   const started = performance.now();
   const built = await glue.AgeEstimator.create(detector, landmarks, age, streams, backend === "WebGPU", digests);
   built.setEvery(every);
@@ -85,6 +132,8 @@ function describe(estimator, reason, timings, gpu) {
     reason,
     timings,
     adapter: gpu,
+    threads: cpuThreads.count,
+    threadsWhy: cpuThreads.why,
     warnings: estimator.warnings,
     streams: estimator.streams,
     built: Array.from(estimators.keys()),
@@ -137,9 +186,9 @@ async function choose(choice) {
 async function handle(message) {
   switch (message.type) {
     case "init": {
-      glue = await import(message.glue);
-      await glue.default({ module_or_path: message.wasm });
-      return {};
+      standardUrls = { glue: message.glue, wasm: message.wasm };
+      cpuGlue = await loadCpu(message.threads);
+      return { threads: cpuThreads.count, threadsWhy: cpuThreads.why };
     }
     case "load": {
       files = message.files;
@@ -150,8 +199,8 @@ async function handle(message) {
     case "switch":
       return choose(message.choice);
     case "label": {
-      const distribution = glue.labelDistribution(message.mu, message.sigma);
-      return { distribution, mean: glue.expectedAge(distribution), std: glue.stdDev(distribution) };
+      const distribution = cpuGlue.labelDistribution(message.mu, message.sigma);
+      return { distribution, mean: cpuGlue.expectedAge(distribution), std: cpuGlue.stdDev(distribution) };
     }
     case "reset":
       for (const estimator of estimators.values()) estimator.reset();

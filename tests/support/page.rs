@@ -199,6 +199,18 @@ pub fn live_session(
     wait: &Wait,
 ) -> Session {
     let (address, log) = serve_folder(root);
+    live_session_at(address, log, clip, query, extra, wait)
+}
+
+/// [`live_session`] on a page already served at `address`, whose server logs to `log`.
+pub fn live_session_at(
+    address: SocketAddr,
+    log: Receiver<serve::Logged>,
+    clip: &Path,
+    query: &str,
+    extra: &[&str],
+    wait: &Wait,
+) -> Session {
     let mut flags: Vec<String> = vec![
         "--use-fake-device-for-media-stream".into(),
         "--use-fake-ui-for-media-stream".into(),

@@ -17,6 +17,12 @@ use dldl::{
 use image::RgbImage;
 use wasm_bindgen::{JsCast, prelude::*};
 
+/// `initThreadPool(n)` in the threaded build: starts rayon's pool of `n` web workers, which
+/// burn's CPU backend then spreads its kernels over. The page calls it once, before the
+/// estimator is built.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
 }
@@ -114,7 +120,7 @@ pub struct AgeEstimator {
 
 /// The device to run on: WebGPU when asked for and an adapter exists, else burn's CPU backend.
 async fn pick_device(webgpu: bool) -> (Device, String) {
-    #[cfg(target_family = "wasm")]
+    #[cfg(all(target_family = "wasm", feature = "webgpu"))]
     if webgpu {
         match Device::wgpu_options().init_async().await {
             Ok(device) => return (device, "WebGPU".to_string()),

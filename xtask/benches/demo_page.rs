@@ -53,6 +53,9 @@ struct Run {
     ages: Vec<f64>,
     /// The share of the faces shown that the age network ran on.
     network_share: f64,
+    /// The threads asked for (`?threads=`, 0 when not asked), and those the page ran on.
+    asked_threads: usize,
+    threads: String,
 }
 
 fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
@@ -117,6 +120,14 @@ fn run_from(
         },
         network_share: report["networkFaces"].as_f64().unwrap_or(f64::NAN)
             / report["seenFaces"].as_f64().unwrap_or(f64::NAN),
+        asked_threads: query
+            .split('&')
+            .find_map(|p| p.strip_prefix("threads="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        threads: report["threads"]
+            .as_u64()
+            .map_or_else(|| "?".to_string(), |n| n.to_string()),
     }
 }
 
@@ -172,16 +183,23 @@ fn main() {
             several.push((faces, every, r));
         }
     }
-    // The browser peer, face-api.js on tfjs's wasm backend, one thread like the page's CPU
-    // backend, alternating with the page on the same fake camera.
+    // The browser peer, face-api.js on tfjs's wasm backend, alternating with the page on the
+    // same fake camera: both on one thread, then both on one thread a core (the page's pool
+    // and tfjs's threaded build; the server makes both pages cross-origin isolated).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peer = std::env::var_os("FACE_API_DIR").map(std::path::PathBuf::from);
     let mut rounds = Vec::new();
     if let Some(peer) = &peer {
         for round in 1..=3 {
             eprintln!("demo page benchmark: the page against face-api.js, round {round} of 3");
-            let ours = run(&clip, 40, "&backend=cpu", &page::NO_WEBGPU);
-            let theirs = run_from(peer.clone(), &clip, 40, "", &page::NO_WEBGPU, None);
-            rounds.push((ours, theirs));
+            let mut runs = Vec::new();
+            for threads in [1, cores] {
+                let query = format!("&backend=cpu&threads={threads}");
+                let ours = run(&clip, 40, &query, &page::NO_WEBGPU);
+                let theirs = run_from(peer.clone(), &clip, 40, &query, &page::NO_WEBGPU, None);
+                runs.push((ours, theirs));
+            }
+            rounds.push(runs);
         }
     }
     let mut against = String::new();
@@ -192,34 +210,55 @@ fn main() {
     } else {
         writeln!(
             against,
-            "| round | the page, ms per frame (median) | face-api.js, ms per frame (median) | the page's frames per second against face-api.js's | first estimate: the page / face-api.js | estimate: the page / face-api.js |"
+            "| round | threads | the page, ms per frame (median) | face-api.js, ms per frame (median) | the page's frames per second against face-api.js's | first estimate: the page / face-api.js | estimate: the page / face-api.js | threads found: the page / face-api.js |"
         )
         .unwrap();
-        writeln!(against, "|---|---|---|---|---|---|").unwrap();
-        for (i, (ours, theirs)) in rounds.iter().enumerate() {
-            writeln!(
-                against,
-                "| {} | {:.0} | {:.0} | **{:.2}×** | {:.1} s / {:.1} s | {:.2} / {:.2} years |",
-                i + 1,
-                ours.median_ms,
-                theirs.median_ms,
-                theirs.median_ms / ours.median_ms,
-                ours.first_estimate_ms / 1000.0,
-                theirs.first_estimate_ms / 1000.0,
-                ours.age,
-                theirs.age
-            )
-            .unwrap();
+        writeln!(against, "|---|---|---|---|---|---|---|---|").unwrap();
+        for (i, runs) in rounds.iter().enumerate() {
+            for (ours, theirs) in runs {
+                writeln!(
+                    against,
+                    "| {} | {} | {:.0} | {:.0} | **{:.2}×** | {:.1} s / {:.1} s | {:.2} / {:.2} years | {} / {} |",
+                    i + 1,
+                    ours.asked_threads,
+                    ours.median_ms,
+                    theirs.median_ms,
+                    theirs.median_ms / ours.median_ms,
+                    ours.first_estimate_ms / 1000.0,
+                    theirs.first_estimate_ms / 1000.0,
+                    ours.age,
+                    theirs.age,
+                    ours.threads,
+                    theirs.threads,
+                )
+                .unwrap();
+            }
         }
-        let ratio = median(
-            rounds
-                .iter()
-                .map(|(o, t)| t.median_ms / o.median_ms)
-                .collect(),
-        );
+        let ratio = |k: usize| {
+            median(
+                rounds
+                    .iter()
+                    .map(|runs| runs[k].1.median_ms / runs[k].0.median_ms)
+                    .collect(),
+            )
+        };
+        let speed_up = |side: fn(&(Run, Run)) -> &Run| {
+            median(
+                rounds
+                    .iter()
+                    .map(|runs| side(&runs[0]).median_ms / side(&runs[1]).median_ms)
+                    .collect(),
+            )
+        };
         writeln!(
             against,
-            "\nMedian of the rounds' ratios: **{ratio:.2}×** face-api.js's frames per second."
+            "\nMedians of the rounds' ratios: on one thread the page runs at **{:.2}×** \
+             face-api.js's frames per second; on {cores} threads at **{:.2}×**. {cores} threads \
+             against one: the page **{:.2}×**, face-api.js {:.2}×.",
+            ratio(0),
+            ratio(1),
+            speed_up(|r| &r.0),
+            speed_up(|r| &r.1),
         )
         .unwrap();
     }
@@ -301,9 +340,11 @@ fn main() {
          {rule}\n\
          ## Against face-api.js, the browser peer\n\n\
          npm's `@vladmandic/face-api` 1.7.15 (TinyFaceDetector with its default options, then \
-         AgeGenderNet) on tfjs's wasm backend (4.22.0, one thread), in the same headless Chromium \
+         AgeGenderNet) on tfjs's wasm backend (4.22.0), in the same headless Chromium \
          on the same fake camera, each on every new camera frame; the two alternate, 40 frames \
-         each, three rounds. The page runs on its CPU backend (one thread, in its worker) with its \
+         each, three rounds, first both on one thread, then both on one thread a core (the page's \
+         threaded CPU build with its rayon pool, tfjs's threaded SIMD build; both pages are \
+         cross-origin isolated). The page runs on its CPU backend (in its worker) with its \
          defaults (the settled-track rule on); face-api.js's time is one \
          `detectAllFaces(...).withAgeAndGender()` call.\n\n\
          {against}\n{sizes}",

@@ -81,6 +81,7 @@ mod machine;
 mod peer;
 mod serve;
 mod stress;
+mod threads;
 
 /// `cargo xtask fuzz [--cases N] [options]`: the fuzz harness (`tests/fuzz/`, the same binary
 /// `cargo test` runs with 1 000 cases per target), built as the tests build it, writing
@@ -320,12 +321,27 @@ fn demo(build_only: bool, port: u16) -> Result<()> {
         .env("CARGO_TARGET_DIR", target_dir())
         .args(["build", "--release"]);
     run("building the demo page (trunk build --release)", trunk)?;
+    // The CPU backend on every core, for a page that is cross-origin isolated (which this
+    // command's server makes it). Without it the page runs on one thread, and says so.
+    let dist = workspace_root().join("dist");
+    match threads::build(&dist) {
+        Ok((glue, wasm)) => {
+            let index = dist.join("index.html");
+            let html =
+                std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+            std::fs::write(&index, threads::name_in_page(&html, &glue, &wasm)?)
+                .map_err(|e| format!("{}: {e}", index.display()))?;
+        }
+        Err(e) => eprintln!(
+            "xtask: the threaded CPU backend was not built ({e}); the page runs its CPU backend \
+             on one thread"
+        ),
+    }
     // The page may load its own files and nothing else.
     csp::pin(&workspace_root().join("dist/index.html"))?;
     let Some(server) = server else {
         return Ok(());
     };
-    let dist = workspace_root().join("dist");
     let address = server.address;
     server.serve(dist, None);
     // One line on stdout, for people and for the end-to-end test that runs this command.

@@ -79,8 +79,11 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// The headers every answer carries.
-const COMMON_HEADERS: &str = "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\
-    Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n";
+const COMMON_HEADERS: &str = "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n";
+/// The headers that make the page cross-origin isolated (shared memory for its threads), on
+/// every file served unless the listener was made [`Listener::without_isolation`].
+const ISOLATION_HEADERS: &str =
+    "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n";
 
 /// One request as the server received it, in the order received.
 #[derive(Debug, Clone)]
@@ -212,6 +215,7 @@ fn answer(
     out: &mut impl Write,
     root: &Path,
     log: Option<&Sender<Logged>>,
+    isolated: bool,
 ) -> io::Result<()> {
     let Head {
         method,
@@ -252,7 +256,7 @@ fn answer(
             "200 OK",
             content_type(&path),
             meta.len(),
-            "",
+            if isolated { ISOLATION_HEADERS } else { "" },
             keep_alive,
             (!head_only).then_some(&mut file as &mut dyn Read),
         ),
@@ -269,7 +273,7 @@ fn answer(
 
 /// Serves one connection: its requests one after another, until the client closes it, asks
 /// to, or leaves it idle for [`IDLE`].
-fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>) {
+fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>, isolated: bool) {
     let _ = stream.set_read_timeout(Some(IDLE));
     let Ok(writer) = stream.try_clone() else {
         return;
@@ -280,7 +284,7 @@ fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>) {
         match read_head(&mut reader) {
             Ok(Some(head)) => {
                 // A visitor who closes the tab mid-download is not an error.
-                if answer(&head, &mut out, root, log).is_err() || !head.keep_alive {
+                if answer(&head, &mut out, root, log, isolated).is_err() || !head.keep_alive {
                     return;
                 }
             }
@@ -304,6 +308,7 @@ fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>) {
 pub struct Listener {
     listener: TcpListener,
     pub address: SocketAddr,
+    isolated: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -330,7 +335,19 @@ impl Listener {
             }
         })?;
         let address = listener.local_addr()?;
-        Ok(Listener { listener, address })
+        Ok(Listener {
+            listener,
+            address,
+            isolated: true,
+        })
+    }
+
+    /// Serves without the cross-origin isolation headers, as a plain static host does (the
+    /// page then runs its CPU backend on one thread; tests only).
+    #[allow(dead_code)]
+    pub fn without_isolation(mut self) -> Self {
+        self.isolated = false;
+        self
     }
 
     /// Answers requests with the files under `root` from a thread of its own, each connection
@@ -338,11 +355,11 @@ impl Listener {
     /// ends; `log` takes every request (tests only).
     pub fn serve(self, root: PathBuf, log: Option<Sender<Logged>>) {
         let root = Arc::new(root);
-        let listener = self.listener;
+        let (listener, isolated) = (self.listener, self.isolated);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (root, log) = (Arc::clone(&root), log.clone());
-                std::thread::spawn(move || connection(stream, &root, log.as_ref()));
+                std::thread::spawn(move || connection(stream, &root, log.as_ref(), isolated));
             }
         });
     }
