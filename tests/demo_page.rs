@@ -196,9 +196,9 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
 }
 
 /// The CPU backend runs on every core (one thread a core, at most 8) when the page is
-/// cross-origin isolated, as `cargo xtask demo` serves it; on one thread when asked
-/// (`?threads=1`) or when served without the isolation headers, and then it says why. The
-/// estimate is the same either way.
+/// cross-origin isolated, as `cargo xtask demo` serves it; from the standard module on one
+/// thread when asked (`?threads=0`) or when served without the isolation headers, and then it
+/// says why. The estimate is the same either way.
 #[test]
 fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
     let _dist = dist_lock();
@@ -217,19 +217,19 @@ fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
     let on_threads = one_live_face(&threaded, "CPU, threads");
     no_long_tasks_while_the_camera_runs(&threaded, "CPU, threads");
 
-    let one = live_report(&clip, "&backend=cpu&threads=1", &page::NO_WEBGPU);
+    let one = live_report(&clip, "&backend=cpu&threads=0", &page::NO_WEBGPU);
     assert_eq!(one["threads"], 1, "{one:#}");
     assert!(
         one["threadsWhy"]
             .as_str()
-            .is_some_and(|w| w.contains("threads=1")),
+            .is_some_and(|w| w.contains("threads=0")),
         "{:#}",
         one["threadsWhy"]
     );
-    let on_one = one_live_face(&one, "CPU, one thread");
+    let on_one = one_live_face(&one, "CPU, the standard module");
     assert!(
         (on_threads - on_one).abs() <= 0.05,
-        "{expected} threads {on_threads:.3} against one thread {on_one:.3}"
+        "{expected} threads {on_threads:.3} against the standard module {on_one:.3}"
     );
 
     // A static host without the headers: no shared memory, one thread, said on the page.
@@ -259,7 +259,7 @@ fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
     let plain_age = one_live_face(report, "CPU, not isolated");
     assert!(
         (plain_age - on_one).abs() <= 1e-3,
-        "not isolated {plain_age:.3} against one thread {on_one:.3}"
+        "not isolated {plain_age:.3} against the standard module {on_one:.3}"
     );
 }
 

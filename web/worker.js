@@ -19,6 +19,7 @@
 //   {type: "reset"}                            forget the tracked faces
 //   {type: "label", mu, sigma}                 the label distribution N(μ, σ), its mean and std
 //   {type: "time-landmarks", pixels, width, height, runs}
+//   {type: "time-warm-up", runs}               the median ms of `runs` warm-up frames
 // Answers: {id, ok: true, ...} or {id, ok: false, message, crashed}. `crashed` means the module
 // itself failed (a panic, out of memory): the page then starts a new worker.
 
@@ -74,8 +75,8 @@ function standardGlue() {
 // The CPU backend's module: the threaded build with its pool of `count` workers when this
 // worker is cross-origin isolated (shared memory), else the standard module on one thread.
 async function loadCpu(threads) {
-  if (!threads || threads.count < 2) {
-    cpuThreads.why = threads ? "one thread asked for (?threads=1)" : "this build has no threaded CPU backend";
+  if (!threads || threads.count < 1) {
+    cpuThreads.why = threads ? "the standard module, asked for with ?threads=0" : "this build has no threaded CPU backend";
     return standardGlue();
   }
   if (!self.crossOriginIsolated) {
@@ -86,7 +87,7 @@ async function loadCpu(threads) {
     const module = await loadModule(threads);
     await module.initThreadPool(threads.count);
     cpuThreads.count = threads.count;
-    cpuThreads.why = null;
+    cpuThreads.why = threads.count === 1 ? "asked for with ?threads=1" : null;
     return module;
   } catch (e) {
     cpuThreads.why = `its threads did not start (${text(e)})`;
@@ -223,6 +224,13 @@ async function handle(message) {
       }
       const ms = performance.now() - started;
       return { faces, ms, pixels, fellBack, backend: active, transfer: [pixels] };
+    }
+    case "time-warm-up": {
+      // The median of `runs` warm-up frames (the compute of one face's frame, nothing else).
+      const times = [];
+      for (let i = 0; i < message.runs; i++) times.push(await estimators.get(active).warmUp());
+      times.sort((a, b) => a - b);
+      return { ms: times[Math.floor(times.length / 2)] };
     }
     case "time-landmarks": {
       const { pixels, width, height, runs } = message;

@@ -149,6 +149,9 @@ pub struct Wait {
     pub frames: usize,
     /// Also time the landmark step over this many runs (`landmarksMs`, for the benchmark).
     pub time_landmarks: Option<usize>,
+    /// Then stop the camera and time this many warm-up frames, the compute of one face's frame
+    /// alone (`warmUpMedianMs`, the median; for the benchmark).
+    pub time_warm_up: Option<usize>,
     pub timeout: Duration,
 }
 
@@ -157,6 +160,7 @@ impl Default for Wait {
         Wait {
             frames: 5,
             time_landmarks: None,
+            time_warm_up: None,
             timeout: Duration::from_secs(240),
         }
     }
@@ -246,6 +250,15 @@ pub fn live_session_at(
             ))
             .unwrap_or(Value::Null);
         report["landmarksMs"] = ms;
+    }
+    if let Some(runs) = wait.time_warm_up {
+        let ms = browser
+            .run_async(&format!(
+                "const done = arguments[arguments.length - 1]; \
+                 window.ageDemo.timeWarmUp({runs}).then(done, () => done(null));"
+            ))
+            .unwrap_or(Value::Null);
+        report["warmUpMedianMs"] = ms;
     }
     Session {
         report,

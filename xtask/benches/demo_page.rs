@@ -56,10 +56,28 @@ struct Run {
     /// The threads asked for (`?threads=`, 0 when not asked), and those the page ran on.
     asked_threads: usize,
     threads: String,
+    /// The median warm-up frame with the camera stopped (`run_threads` only).
+    warm_up_ms: f64,
 }
 
 fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
     run_from(page::built_page(), clip, frames, query, extra, Some(200))
+}
+
+/// The page on the CPU backend with `threads` threads: the live run, then 20 warm-up frames
+/// with the camera stopped (the compute alone, without the browser's own work beside it).
+fn run_threads(clip: &Path, threads: usize) -> Run {
+    let query = format!("&backend=cpu&threads={threads}");
+    let wait = page::Wait {
+        frames: 40,
+        time_landmarks: None,
+        time_warm_up: Some(20),
+        timeout: Duration::from_secs(900),
+    };
+    measured(
+        page::live_session(page::built_page(), clip, &query, &page::NO_WEBGPU, &wait).report,
+        &query,
+    )
 }
 
 fn run_from(
@@ -73,9 +91,17 @@ fn run_from(
     let wait = page::Wait {
         frames,
         time_landmarks,
+        time_warm_up: None,
         timeout: Duration::from_secs(900),
     };
-    let report: Value = page::live_session(root, clip, query, extra, &wait).report;
+    measured(
+        page::live_session(root, clip, query, extra, &wait).report,
+        query,
+    )
+}
+
+/// The figures of a live session's report; `query` is the one the page was opened with.
+fn measured(report: Value, query: &str) -> Run {
     let times: Vec<f64> = report["frameMs"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
@@ -128,8 +154,13 @@ fn run_from(
         threads: report["threads"]
             .as_u64()
             .map_or_else(|| "?".to_string(), |n| n.to_string()),
+        warm_up_ms: report["warmUpMedianMs"].as_f64().unwrap_or(f64::NAN),
     }
 }
+
+/// One round against face-api.js: the page's standard module, then (the page, face-api.js) on
+/// one thread and on one thread a core.
+type Round = (Run, Vec<(Run, Run)>);
 
 fn chromium_version() -> String {
     page::chromium()
@@ -185,21 +216,23 @@ fn main() {
     }
     // The browser peer, face-api.js on tfjs's wasm backend, alternating with the page on the
     // same fake camera: both on one thread, then both on one thread a core (the page's pool
-    // and tfjs's threaded build; the server makes both pages cross-origin isolated).
+    // and tfjs's threaded build; the server makes both pages cross-origin isolated). Each round
+    // also runs the page's standard module (`?threads=0`, as a page that is not isolated runs).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peer = std::env::var_os("FACE_API_DIR").map(std::path::PathBuf::from);
     let mut rounds = Vec::new();
     if let Some(peer) = &peer {
         for round in 1..=3 {
             eprintln!("demo page benchmark: the page against face-api.js, round {round} of 3");
+            let standard = run_threads(&clip, 0);
             let mut runs = Vec::new();
             for threads in [1, cores] {
                 let query = format!("&backend=cpu&threads={threads}");
-                let ours = run(&clip, 40, &query, &page::NO_WEBGPU);
+                let ours = run_threads(&clip, threads);
                 let theirs = run_from(peer.clone(), &clip, 40, &query, &page::NO_WEBGPU, None);
                 runs.push((ours, theirs));
             }
-            rounds.push(runs);
+            rounds.push((standard, runs));
         }
     }
     let mut against = String::new();
@@ -210,15 +243,24 @@ fn main() {
     } else {
         writeln!(
             against,
-            "| round | threads | the page, ms per frame (median) | face-api.js, ms per frame (median) | the page's frames per second against face-api.js's | first estimate: the page / face-api.js | estimate: the page / face-api.js | threads found: the page / face-api.js |"
+            "| round | the page's CPU backend | the page, ms per frame (median) | face-api.js, ms per frame (median) | the page's frames per second against face-api.js's | first estimate: the page / face-api.js | estimate: the page / face-api.js | threads: the page / face-api.js |"
         )
         .unwrap();
         writeln!(against, "|---|---|---|---|---|---|---|---|").unwrap();
-        for (i, runs) in rounds.iter().enumerate() {
+        for (i, (standard, runs)) in rounds.iter().enumerate() {
+            writeln!(
+                against,
+                "| {} | the standard module (`?threads=0`) | {:.0} | | | {:.1} s | {:.2} years | 1 |",
+                i + 1,
+                standard.median_ms,
+                standard.first_estimate_ms / 1000.0,
+                standard.age,
+            )
+            .unwrap();
             for (ours, theirs) in runs {
                 writeln!(
                     against,
-                    "| {} | {} | {:.0} | {:.0} | **{:.2}×** | {:.1} s / {:.1} s | {:.2} / {:.2} years | {} / {} |",
+                    "| {} | the threaded build, {} thread(s) | {:.0} | {:.0} | **{:.2}×** | {:.1} s / {:.1} s | {:.2} / {:.2} years | {} / {} |",
                     i + 1,
                     ours.asked_threads,
                     ours.median_ms,
@@ -234,31 +276,35 @@ fn main() {
                 .unwrap();
             }
         }
-        let ratio = |k: usize| {
-            median(
-                rounds
-                    .iter()
-                    .map(|runs| runs[k].1.median_ms / runs[k].0.median_ms)
-                    .collect(),
-            )
-        };
-        let speed_up = |side: fn(&(Run, Run)) -> &Run| {
-            median(
-                rounds
-                    .iter()
-                    .map(|runs| side(&runs[0]).median_ms / side(&runs[1]).median_ms)
-                    .collect(),
-            )
-        };
+        let over = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
         writeln!(
             against,
-            "\nMedians of the rounds' ratios: on one thread the page runs at **{:.2}×** \
-             face-api.js's frames per second; on {cores} threads at **{:.2}×**. {cores} threads \
-             against one: the page **{:.2}×**, face-api.js {:.2}×.",
-            ratio(0),
-            ratio(1),
-            speed_up(|r| &r.0),
-            speed_up(|r| &r.1),
+            "\nMedians of the rounds' ratios: the page on its default ({cores} threads) runs at \
+             **{:.2}×** face-api.js's frames per second on {cores} threads; on one thread each, \
+             **{:.2}×**, and the page's standard module **{:.2}×**. {cores} threads against one: \
+             the page {:.2}×, face-api.js {:.2}×. The threaded build on one thread against the \
+             standard module: {:.2}×.\n\n\
+             The compute of one face's frame alone (the page's warm-up frame, the camera stopped, \
+             median of 20), per round: the standard module, then the threaded build on one and \
+             on {cores} threads: {}. So {cores} threads give **{:.2}×** over one thread of the \
+             same build, and the threaded build on {cores} threads **{:.2}×** over the standard \
+             module.",
+            over(&|(_, r)| r[1].1.median_ms / r[1].0.median_ms),
+            over(&|(_, r)| r[0].1.median_ms / r[0].0.median_ms),
+            over(&|(s, r)| r[0].1.median_ms / s.median_ms),
+            over(&|(_, r)| r[0].0.median_ms / r[1].0.median_ms),
+            over(&|(_, r)| r[0].1.median_ms / r[1].1.median_ms),
+            over(&|(s, r)| s.median_ms / r[0].0.median_ms),
+            rounds
+                .iter()
+                .map(|(s, r)| format!(
+                    "{:.0}, {:.0} and {:.0} ms",
+                    s.warm_up_ms, r[0].0.warm_up_ms, r[1].0.warm_up_ms
+                ))
+                .collect::<Vec<_>>()
+                .join("; "),
+            over(&|(_, r)| r[0].0.warm_up_ms / r[1].0.warm_up_ms),
+            over(&|(s, r)| s.warm_up_ms / r[1].0.warm_up_ms),
         )
         .unwrap();
     }

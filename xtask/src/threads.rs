@@ -89,7 +89,7 @@ pub fn build(dist: &Path) -> Result<(String, String)> {
             "-p",
             "web",
             "--profile",
-            "web",
+            "web-threads",
             "--no-default-features",
             "--features",
             "threads",
@@ -128,7 +128,7 @@ pub fn build(dist: &Path) -> Result<(String, String)> {
         &format!("building the threaded CPU backend ({toolchain}, -Z build-std)"),
         cargo,
     )?;
-    let wasm: PathBuf = target.join(WASM_TARGET).join("web/web.wasm");
+    let wasm: PathBuf = target.join(WASM_TARGET).join("web-threads/web.wasm");
     let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
     let digest: String = Sha256::digest(&bytes)[..8]
         .iter()
