@@ -7,7 +7,7 @@
 //
 // Messages from the page (each answered once, with the same `id`):
 //   {type: "init", glue, wasm, threads}        load the wasm-bindgen module; threads, when
-//                                              given, is {glue, wasm, count}: the threaded
+//                                              given, is {glue, wasm, count, why}: the threaded
 //                                              build of the CPU backend, used when this
 //                                              worker is cross-origin isolated
 //   {type: "load", files, choice, every}       build the estimator; choice: auto | webgpu | cpu;
@@ -87,7 +87,7 @@ async function loadCpu(threads) {
     const module = await loadModule(threads);
     await module.initThreadPool(threads.count);
     cpuThreads.count = threads.count;
-    cpuThreads.why = threads.count === 1 ? "asked for with ?threads=1" : null;
+    cpuThreads.why = threads.count === 1 ? threads.why : null;
     return module;
   } catch (e) {
     cpuThreads.why = `its threads did not start (${text(e)})`;

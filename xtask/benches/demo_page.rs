@@ -187,6 +187,13 @@ fn main() {
         .expect("dist/ holds the page's wasm");
     let wasm_size = std::fs::metadata(&wasm).unwrap().len();
     let wasm_gzip = gzip_size(&wasm);
+    // The threaded CPU build, when `cargo xtask demo` built it.
+    let threaded_wasm = std::fs::read_dir(&dist)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("threads-"))
+        .map(|e| e.path().join("web_bg.wasm"))
+        .filter(|p| p.is_file());
     let weight = |relative: &str| std::fs::metadata(dist.join(relative)).map_or(0, |m| m.len());
     let age_weights = weight("models/age-v1.onnx");
     let landmark_weights = weight("models/face_landmarks_5.bin");
@@ -360,8 +367,15 @@ fn main() {
         )
         .unwrap();
     }
+    let threaded_row = threaded_wasm.map_or_else(String::new, |p| {
+        format!(
+            "| wasm, the threaded CPU build (no WebGPU; opt-level 3) | {}{} |\n",
+            mib(std::fs::metadata(&p).map_or(0, |m| m.len())),
+            gzip_size(&p).map_or(String::new(), |g| format!(", {} gzip -9", mib(g))),
+        )
+    });
     let sizes = format!(
-        "| file | size |\n|---|---|\n| wasm | {}{} |\n| age network weights (`age-v1.onnx`) | {} |\n| landmark predictor (`face_landmarks_5.bin`, compact) | {} |\n| detector weights (BlazeFace) | {} |\n",
+        "| file | size |\n|---|---|\n| wasm, the standard module (WebGPU and the CPU backend) | {}{} |\n{threaded_row}| age network weights (`age-v1.onnx`) | {} |\n| landmark predictor (`face_landmarks_5.bin`, compact) | {} |\n| detector weights (BlazeFace) | {} |\n",
         mib(wasm_size),
         wasm_gzip.map_or(String::new(), |g| format!(", {} gzip -9", mib(g))),
         mib(age_weights),
