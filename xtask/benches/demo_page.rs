@@ -286,9 +286,10 @@ fn main() {
         let over = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
         writeln!(
             against,
-            "\nMedians of the rounds' ratios: the page on its default ({cores} threads) runs at \
-             **{:.2}×** face-api.js's frames per second on {cores} threads; on one thread each, \
-             **{:.2}×**, and the page's standard module **{:.2}×**. {cores} threads against one: \
+            "\nMedians of the rounds' ratios: the page on {cores} threads runs at **{:.2}×** \
+             face-api.js's frames per second on {cores} threads; on one thread each, **{:.2}×**, \
+             and the page's standard module **{:.2}×**. (The page's default is every core but \
+             one, here one thread.) {cores} threads against one: \
              the page {:.2}×, face-api.js {:.2}×. The threaded build on one thread against the \
              standard module: {:.2}×.\n\n\
              The compute of one face's frame alone (the page's warm-up frame, the camera stopped, \
