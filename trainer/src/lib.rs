@@ -21,3 +21,13 @@ pub mod files;
 pub mod progress;
 pub mod render;
 pub mod train;
+
+/// The trainer crate's folder in the clone that runs it: `CARGO_MANIFEST_DIR` as `cargo run`
+/// and `cargo test` set it, else the folder it was built in. (A build folder shared by several
+/// clones may hand one clone a binary built in another, with the other's path compiled in.)
+pub fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}

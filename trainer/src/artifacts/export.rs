@@ -3,7 +3,7 @@
 //! `<models>/streams/index.json`. Weights are stored as f16 when that moves no probe image's
 //! E[age] by 0.01 year or more, else as f32.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use dldl::{
@@ -113,7 +113,7 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
     // The folder the demo page serves (trunk copies the repository's models/), and the one
     // `trainer predict` reads by default.
     let served = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        crate::crate_dir().join("../models"),
         models::default_models_dir(),
     ];
     let target = std::fs::canonicalize(&options.models).ok();
@@ -207,6 +207,7 @@ mod tests {
         distribution::loss::LossKind,
         networks::vgg::{AgeNetConfig, Architecture},
     };
+    use std::path::Path;
 
     /// A run folder holding an untrained ThinAgeNet (random weights are as good as trained ones
     /// for checking storage precision).

@@ -27,10 +27,8 @@ pub const DETECTOR_MODEL: &str = files::DETECTOR.path;
 
 /// The model folder: `$APPARENT_AGE_MODELS`, else the workspace's `models/`.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("APPARENT_AGE_MODELS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
-        PathBuf::from,
-    )
+    std::env::var_os("APPARENT_AGE_MODELS")
+        .map_or_else(|| crate::crate_dir().join("../models"), PathBuf::from)
 }
 
 /// Reads a model file and checks it against its pinned sha256.
@@ -230,11 +228,10 @@ mod tests {
         let models = default_models_dir();
         let (estimator, _) = estimator(&models, &[], FusionRule::Arithmetic, true, &cpu)
             .expect("run `cargo xtask fetch-models` first");
-        let photo = image::open(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/portraits/astronaut.png"),
-        )
-        .expect("run `cargo xtask fetch-portraits` first")
-        .to_rgb8();
+        let photo =
+            image::open(crate::crate_dir().join("../tests/fixtures/portraits/astronaut.png"))
+                .expect("run `cargo xtask fetch-portraits` first")
+                .to_rgb8();
         let detection = estimator.detector.detect(&photo, &cpu).unwrap().remove(0);
         let crop =
             dldl::face::pipeline::chip(&photo, &detection, dldl::networks::pretrained::CHIP_SIZE);

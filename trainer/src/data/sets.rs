@@ -438,8 +438,7 @@ mod tests {
     /// by `scripts/imdb_wiki_fixture.py`.
     #[test]
     fn imdb_wiki_mat_written_by_scipy() {
-        let mat =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/imdb_wiki/wiki.mat");
+        let mat = crate::crate_dir().join("../tests/fixtures/imdb_wiki/wiki.mat");
         let set = read(&spec(&format!(
             "format = 'imdb-wiki'\nmat = '{}'\nimages = 'wiki_crop'",
             toml_path(&mat)

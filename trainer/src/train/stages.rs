@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_shipped_pipelines_are_valid() {
-        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let configs = crate::crate_dir().join("../configs");
         let v2 = load(&configs.join("dldl-v2.toml")).unwrap();
         let stages = v2.stages(Path::new("out")).unwrap();
         assert_eq!(stages.len(), 2);
