@@ -121,9 +121,9 @@ pub struct AgeEstimator {
 /// Runs `work` to completion on a thread of rayon's pool in the threaded build, so that the
 /// kernels it starts share out their work among the pool's threads directly. From this thread
 /// (the page's worker, not one of the pool's), each kernel would otherwise be handed to the pool
-/// and waited for on its own: that made the threaded build slower than one thread. On the CPU
-/// backend the work's futures are ready at once, so blocking on them never waits. Without
-/// threads it is `work.await`.
+/// and waited for on its own (measured here on a pool of one: a frame's compute took about 80 ms
+/// that way, 67 ms this way). On the CPU backend the work's futures are ready at once, so
+/// blocking on them never waits. Without threads it is `work.await`.
 #[cfg(feature = "threads")]
 async fn on_pool<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
     let mut out = None;
