@@ -15,6 +15,10 @@ pub enum DeviceChoice {
     Wgpu,
     /// An NVIDIA GPU through CUDA (needs a build with `--features cuda`).
     Cuda,
+    /// burn's ndarray CPU backend, deprecated in burn 0.22 (needs a build with `--features
+    /// ndarray`, or `openblas` for its matrix products through OpenBLAS); for comparing the CPU
+    /// backends (`cargo xtask bench-backends`).
+    Ndarray,
 }
 
 /// The device for `choice`, with a description for logs and model cards.
@@ -23,6 +27,7 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
         DeviceChoice::Cpu => Ok((Device::flex(), "cpu (burn flex)".to_string())),
         DeviceChoice::Wgpu => wgpu_adapter(true),
         DeviceChoice::Cuda => cuda(),
+        DeviceChoice::Ndarray => ndarray(),
         DeviceChoice::Auto => Ok(wgpu_adapter(false).unwrap_or_else(|_| {
             (
                 Device::flex(),
@@ -69,6 +74,25 @@ fn cuda() -> Result<(Device, String)> {
 fn cuda() -> Result<(Device, String)> {
     anyhow::bail!(
         "this trainer was built without CUDA; rebuild with `cargo build --release -p trainer --features cuda`"
+    )
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)] // measured beside flex, the backend burn recommends
+fn ndarray() -> Result<(Device, String)> {
+    let blas = if cfg!(feature = "openblas") {
+        "OpenBLAS"
+    } else {
+        "matrixmultiply"
+    };
+    Ok((Device::ndarray(), format!("cpu (burn ndarray, {blas})")))
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray() -> Result<(Device, String)> {
+    anyhow::bail!(
+        "this trainer was built without burn's ndarray backend; rebuild with `cargo build \
+         --release -p trainer --features ndarray` (or `openblas`), or use --device cpu"
     )
 }
 

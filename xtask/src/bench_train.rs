@@ -265,7 +265,7 @@ fn figures(reports: &[Report], architecture: &str, key: &str) -> Vec<f64> {
         .collect()
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -276,7 +276,7 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// `median` with the rounds' range, e.g. "33.1 (32.0–34.2)".
-fn cell(values: &[f64]) -> String {
+pub(crate) fn cell(values: &[f64]) -> String {
     if values.is_empty() {
         return "–".to_string();
     }

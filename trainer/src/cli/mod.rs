@@ -84,8 +84,9 @@ fn pin_default_device(choice: Option<DeviceChoice>) {
         Some(DeviceChoice::Cpu) => "flex",
         Some(DeviceChoice::Wgpu) => "wgpu",
         Some(DeviceChoice::Cuda) if cfg!(feature = "cuda") => "cuda",
-        // Without CUDA built in, `--device cuda` fails with its own message.
-        Some(DeviceChoice::Cuda | DeviceChoice::Auto) | None => return,
+        Some(DeviceChoice::Ndarray) if cfg!(feature = "ndarray") => "ndarray",
+        // Without CUDA (or ndarray) built in, `--device cuda` fails with its own message.
+        Some(DeviceChoice::Cuda | DeviceChoice::Ndarray | DeviceChoice::Auto) | None => return,
     };
     if std::env::var_os("BURN_DEVICE").is_none() {
         // SAFETY: called first thing after parsing the command line (`main` → `run`), before any
