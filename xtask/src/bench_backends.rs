@@ -316,10 +316,10 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             .enumerate()
             .map(|(bi, (backend, built))| match built {
                 Ok(_) => format!(
-                    "**{}** (`--device {}`{}: {})",
+                    "**{}** (`--device {}`, built with `{}`: {})",
                     backend.name,
                     backend.device,
-                    format!(", built with `{}`", backend.features.join(" ")),
+                    backend.features.join(" "),
                     descriptions[bi]
                 ),
                 Err(e) => format!("**{}**: not measured, {e}", backend.name),
