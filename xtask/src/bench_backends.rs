@@ -9,14 +9,11 @@
 //! (flex and ndarray with matrixmultiply) and `--features openblas`. burn 0.22's other CPU
 //! backends are named in the report with why they are not measured.
 
-use std::{fmt::Write as _, path::PathBuf, process::Command};
-
-use serde_json::Value;
+use std::{fmt::Write as _, path::PathBuf};
 
 use crate::{
     Result,
-    bench::json_output,
-    bench_train::{cell, median},
+    bench_train::{Report, Setting, cell, figures, median, ratio, run_burn, setting},
     cargo,
     machine::machine,
     target_dir, workspace_root,
@@ -60,41 +57,18 @@ impl Backend {
     }
 }
 
-/// One `trainer bench` call: these streams at this size and batch.
-struct Setting {
-    architectures: &'static [&'static str],
-    input_size: usize,
-    batch_size: usize,
-    steps: usize,
-}
-
-const SETTINGS: [Setting; 4] = [
-    Setting {
-        architectures: &["thin-age-net", "tiny-age-net"],
-        input_size: 64,
-        batch_size: 32,
-        steps: 3,
-    },
-    Setting {
-        architectures: &["thin-age-net", "tiny-age-net"],
-        input_size: 224,
-        batch_size: 8,
+/// The `trainer bench` calls: ThinAgeNet and TinyAgeNet at 64 and 224 px, the pretrained network
+/// at batch 32 and 1 (its own 64 px whatever the size).
+fn settings() -> [Setting; 4] {
+    let small = ["thin-age-net", "tiny-age-net"];
+    [
+        setting(&small, 64, 32, 3),
         // One timed step: ndarray took about 6 minutes for these two streams at 2 steps here.
-        steps: 1,
-    },
-    Setting {
-        architectures: &["pretrained"],
-        input_size: 64,
-        batch_size: 32,
-        steps: 3,
-    },
-    Setting {
-        architectures: &["pretrained"],
-        input_size: 64,
-        batch_size: 1,
-        steps: 20,
-    },
-];
+        setting(&small, 224, 8, 1),
+        setting(&["pretrained"], 64, 32, 3),
+        setting(&["pretrained"], 64, 1, 20),
+    ]
+}
 
 /// The figures of one row of the table: which setting, stream and measure.
 struct Row {
@@ -210,39 +184,6 @@ fn openblas_version() -> String {
     .map_or_else(|| "?".to_string(), |v| v.trim().to_string())
 }
 
-fn run_bench(trainer: &PathBuf, backend: &Backend, s: &Setting) -> Result<Value> {
-    let mut command = Command::new(trainer);
-    command.args(["bench", "--device", backend.device, "--json"]);
-    for a in s.architectures {
-        command.args(["--arch", a]);
-    }
-    for (flag, value) in [
-        ("--input-size", s.input_size),
-        ("--batch-size", s.batch_size),
-        ("--steps", s.steps),
-    ] {
-        command.args([flag, &value.to_string()]);
-    }
-    json_output(
-        &format!(
-            "trainer bench on {} ({}, {} px, batch {})",
-            backend.name,
-            s.architectures.join(", "),
-            s.input_size,
-            s.batch_size
-        ),
-        command,
-    )
-}
-
-fn figure(report: &Value, architecture: &str, key: &str) -> Option<f64> {
-    report["streams"]
-        .as_array()?
-        .iter()
-        .find(|s| s["architecture"] == architecture)?[key]
-        .as_f64()
-}
-
 fn parse(args: &[String]) -> Result<usize> {
     match args {
         [] => Ok(3),
@@ -275,10 +216,10 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
         trainers.push((backend, built));
     }
     // reports[backend][setting]: one report per round.
-    let mut reports: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new(); SETTINGS.len()]; BACKENDS.len()];
-    let mut descriptions = vec![String::new(); BACKENDS.len()];
+    let settings = settings();
+    let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); settings.len()]; BACKENDS.len()];
     for round in 0..rounds {
-        for (si, s) in SETTINGS.iter().enumerate() {
+        for (si, s) in settings.iter().enumerate() {
             eprintln!(
                 "xtask: round {} of {rounds}: {} at {} px, batch {}",
                 round + 1,
@@ -293,9 +234,7 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
                 let (backend, Ok(trainer)) = &trainers[bi] else {
                     continue;
                 };
-                let report = run_bench(trainer, backend, s)?;
-                descriptions[bi] = report["device"].as_str().unwrap_or("?").to_string();
-                reports[bi][si].push(report);
+                reports[bi][si].push(run_burn(trainer, backend.device, s)?);
             }
         }
     }
@@ -306,7 +245,7 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
         "# burn's CPU backends side by side (`cargo xtask bench-backends`)\n\n\
          Machine: {}. Each backend is the same `trainer bench` (random u8 batches normalised on \
          the device; training: forward, KL + L1 loss, backward and Adam; inference: the forward \
-         pass with the softmax, read back to the host), release build, one binary per backend: \
+         pass with the softmax, read back to the host), release builds: \
          {}. OpenBLAS: Debian's {} (its own threads, one per core). {rounds} round(s); each round \
          starts with another backend. Images per second: the median over the rounds, their \
          range in brackets; ratio = the backend ÷ flex (above 1: faster than flex).\n",
@@ -320,7 +259,11 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
                     backend.name,
                     backend.device,
                     backend.features.join(" "),
-                    descriptions[bi]
+                    // The backend as the trainer describes it.
+                    reports[bi][0]
+                        .first()
+                        .and_then(|r| r["device"].as_str())
+                        .unwrap_or("?")
                 ),
                 Err(e) => format!("**{}**: not measured, {e}", backend.name),
             })
@@ -346,30 +289,19 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
     let _ = writeln!(table, "{header}\n{rule}");
     let mut wins = vec![0usize; BACKENDS.len()];
     for row in &ROWS {
-        let s = &SETTINGS[row.setting];
+        let s = &settings[row.setting];
         let values: Vec<Vec<f64>> = (0..BACKENDS.len())
-            .map(|bi| {
-                reports[bi][row.setting]
-                    .iter()
-                    .filter_map(|r| figure(r, row.architecture, row.key))
-                    .collect()
-            })
+            .map(|bi| figures(&reports[bi][row.setting], row.architecture, row.key))
             .collect();
         let _ = write!(
             table,
             "| {} | {} px | {} | {} |",
             row.architecture, s.input_size, s.batch_size, row.what
         );
-        let flex = median(&values[0]);
         for &bi in &measured {
             let _ = write!(table, " {} |", cell(&values[bi]));
             if bi != 0 {
-                let r = median(&values[bi]) / flex;
-                if r.is_finite() {
-                    let _ = write!(table, " **{r:.2}×** |");
-                } else {
-                    table.push_str(" – |");
-                }
+                let _ = write!(table, " **{}** |", ratio(&values[bi], &values[0]));
             }
         }
         let fastest = measured
@@ -385,14 +317,14 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             None => table.push_str(" – |\n"),
         }
     }
+    let most = wins.iter().max().copied().unwrap_or(0);
     let _ = writeln!(
         table,
-        "\nFastest in {} of the {} rows: {}.\n",
-        wins.iter().max().copied().unwrap_or(0),
+        "\nFastest in {most} of the {} rows: {}.\n",
         ROWS.len(),
         measured
             .iter()
-            .filter(|&&bi| wins[bi] == wins.iter().max().copied().unwrap_or(0))
+            .filter(|&&bi| wins[bi] == most)
             .map(|&bi| BACKENDS[bi].name)
             .collect::<Vec<_>>()
             .join(", ")

@@ -21,14 +21,19 @@ const TORCH: &str = "torch==2.15.0";
 
 /// One row group of the table: these streams at this input size and batch, `steps` timed steps.
 #[derive(Debug, Clone)]
-struct Setting {
-    architectures: Vec<String>,
+pub(crate) struct Setting {
+    pub(crate) architectures: Vec<String>,
+    pub(crate) input_size: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) steps: usize,
+}
+
+pub(crate) fn setting(
+    architectures: &[&str],
     input_size: usize,
     batch_size: usize,
     steps: usize,
-}
-
-fn setting(architectures: &[&str], input_size: usize, batch_size: usize, steps: usize) -> Setting {
+) -> Setting {
     Setting {
         architectures: architectures.iter().map(|a| a.to_string()).collect(),
         input_size,
@@ -198,7 +203,7 @@ fn release_trainer(device: &str) -> Result<PathBuf> {
 }
 
 /// One measurement of one setting: the streams' reports, keyed by architecture.
-type Report = Value;
+pub(crate) type Report = Value;
 
 /// The arguments both benchmarks take for a setting.
 fn setting_args(s: &Setting) -> Vec<String> {
@@ -216,7 +221,7 @@ fn setting_args(s: &Setting) -> Vec<String> {
     args
 }
 
-fn run_burn(trainer: &PathBuf, device: &str, s: &Setting) -> Result<Report> {
+pub(crate) fn run_burn(trainer: &PathBuf, device: &str, s: &Setting) -> Result<Report> {
     let mut command = Command::new(trainer);
     command
         .args(["bench", "--device", device, "--json"])
@@ -252,7 +257,7 @@ fn run_pytorch(
 }
 
 /// A stream's figure (`key`) in each round's report.
-fn figures(reports: &[Report], architecture: &str, key: &str) -> Vec<f64> {
+pub(crate) fn figures(reports: &[Report], architecture: &str, key: &str) -> Vec<f64> {
     reports
         .iter()
         .filter_map(|r| {
@@ -303,7 +308,7 @@ pub(crate) fn cell(values: &[f64]) -> String {
     }
 }
 
-fn ratio(burn: &[f64], torch: &[f64]) -> String {
+pub(crate) fn ratio(burn: &[f64], torch: &[f64]) -> String {
     let r = median(burn) / median(torch);
     if r.is_finite() {
         format!("{r:.2}×")
