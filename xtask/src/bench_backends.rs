@@ -70,6 +70,10 @@ fn settings() -> [Setting; 4] {
     ]
 }
 
+/// The order the settings run in each round: the 224 px training, by far the slowest on
+/// ndarray, last.
+const RUN_ORDER: [usize; 4] = [0, 2, 3, 1];
+
 /// The figures of one row of the table: which setting, stream and measure.
 struct Row {
     setting: usize,
@@ -203,7 +207,7 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
     let rounds = parse(args)?;
     // Every binary first, so that no build runs while another backend is timed. A backend that
     // does not build is reported, not fatal: the others are still measured.
-    let mut trainers: Vec<(&Backend, std::result::Result<PathBuf, String>)> = Vec::new();
+    let mut trainers: Vec<Built> = Vec::new();
     for backend in &BACKENDS {
         let same = trainers
             .iter()
@@ -219,7 +223,9 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
     let settings = settings();
     let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); settings.len()]; BACKENDS.len()];
     for round in 0..rounds {
-        for (si, s) in settings.iter().enumerate() {
+        // The quick settings first, so that a run stopped early has the most rows.
+        for (step, &si) in RUN_ORDER.iter().enumerate() {
+            let s = &settings[si];
             eprintln!(
                 "xtask: round {} of {rounds}: {} at {} px, batch {}",
                 round + 1,
@@ -236,9 +242,34 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
                 };
                 reports[bi][si].push(run_burn(trainer, backend.device, s)?);
             }
+            // Written after every setting, so that a run stopped early keeps what it measured.
+            let done = round * settings.len() + step + 1;
+            let last = done == rounds * settings.len();
+            write_report(&trainers, &reports, &settings, rounds, (!last).then_some(done))?;
         }
     }
+    let path = report_path();
+    let table = std::fs::read_to_string(&path).unwrap_or_default();
+    print!("{table}");
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
 
+fn report_path() -> PathBuf {
+    workspace_root().join("bench/CPU_BACKENDS.md")
+}
+
+type Built<'a> = (&'a Backend, std::result::Result<PathBuf, String>);
+
+/// Writes `bench/CPU_BACKENDS.md` from the reports so far; `partial` is the number of
+/// (round, setting) runs done when some are still to come.
+fn write_report(
+    trainers: &[Built],
+    reports: &[Vec<Vec<Report>>],
+    settings: &[Setting],
+    rounds: usize,
+    partial: Option<usize>,
+) -> Result<()> {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -271,6 +302,14 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             .join("; "),
         openblas_version()
     );
+    if let Some(done) = partial {
+        let _ = writeln!(
+            table,
+            "**Partial:** {done} of the run's {} settings × rounds measured so far (a run \
+             in progress, or one stopped early); `–` marks a figure not measured yet.\n",
+            rounds * settings.len()
+        );
+    }
     let measured: Vec<usize> = (0..BACKENDS.len())
         .filter(|&bi| trainers[bi].1.is_ok())
         .collect();
@@ -337,9 +376,11 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
          PyTorch's own kernels, which `cargo xtask bench-train` already measures directly; \
          burn 0.22 has no candle backend."
     );
-    print!("{table}");
-    let path = workspace_root().join("bench/CPU_BACKENDS.md");
-    std::fs::write(&path, &table).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
+    let path = report_path();
+    // Through a file beside it and a rename: a report being rewritten is never left half written.
+    let next = path.with_extension("md.part");
+    std::fs::write(&next, &table)
+        .and_then(|()| std::fs::rename(&next, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(())
 }
