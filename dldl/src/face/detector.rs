@@ -279,51 +279,195 @@ impl Letterbox {
     }
 }
 
-/// The network input for `image`: scaled to fit 128×128 keeping its aspect ratio, centred on
-/// black, as `3·128·128` values in [−1, 1] (CHW).
-pub fn input(image: &RgbImage) -> Result<(Vec<f32>, Letterbox), DldlError> {
-    let (width, height) = image.dimensions();
-    if width < 2 || height < 2 {
-        return Err(DldlError::ImageTooSmall { width, height });
-    }
-    let longest = width.max(height) as f32;
-    let fit = |side: u32| {
-        ((side as f32 / longest * INPUT_SIZE as f32).round() as u32).clamp(1, INPUT_SIZE as u32)
-    };
-    let (fit_w, fit_h) = (fit(width), fit(height));
-    let scaled =
-        image::imageops::resize(image, fit_w, fit_h, image::imageops::FilterType::Triangle);
-    let side = INPUT_SIZE as u32;
-    let (left, top) = ((side - fit_w) / 2, (side - fit_h) / 2);
-    let mut values = vec![-1.0f32; 3 * INPUT_SIZE * INPUT_SIZE];
-    let plane = INPUT_SIZE * INPUT_SIZE;
-    for (x, y, pixel) in scaled.enumerate_pixels() {
-        let i = ((y + top) * side + x + left) as usize;
-        for ch in 0..3 {
-            values[ch * plane + i] = f32::from(pixel.0[ch]) / 127.5 - 1.0;
-        }
-    }
-    let letterbox = Letterbox {
-        offset: [left as f32 / side as f32, top as f32 / side as f32],
-        extent: [fit_w as f32 / side as f32, fit_h as f32 / side as f32],
-        image: [width, height],
-    };
-    Ok((values, letterbox))
+/// One pass of a separable resampling filter: for each output row (or column), the first
+/// source row it reads and its weights, in order.
+#[derive(Debug, Clone, Default)]
+struct Taps {
+    first: Vec<usize>,
+    /// Offsets into `weights`: taps of output `o` are `weights[at[o]..at[o + 1]]`.
+    at: Vec<usize>,
+    weights: Vec<f32>,
 }
 
-/// The face detector: the network and its anchors.
-#[derive(Debug, Clone)]
+impl Taps {
+    /// `image`'s `FilterType::Triangle` weights (image 0.25's `resize`, expression for
+    /// expression, so that the input is the same to the bit) from `from` to `to` pixels.
+    fn triangle(from: u32, to: u32) -> Self {
+        let ratio = from as f32 / to as f32;
+        let sratio = ratio.max(1.0);
+        let support = sratio;
+        let mut taps = Taps {
+            at: vec![0],
+            ..Taps::default()
+        };
+        for out in 0..to {
+            let centre = (out as f32 + 0.5) * ratio;
+            let left = ((centre - support).floor() as i64).clamp(0, i64::from(from) - 1);
+            let right = ((centre + support).ceil() as i64).clamp(left + 1, i64::from(from));
+            let centre = centre - 0.5;
+            let start = taps.weights.len();
+            let mut sum = 0.0;
+            for i in left..right {
+                let x = (i as f32 - centre) / sratio;
+                let w = if x.abs() < 1.0 { 1.0 - x.abs() } else { 0.0 };
+                taps.weights.push(w);
+                sum += w;
+            }
+            for w in &mut taps.weights[start..] {
+                *w /= sum;
+            }
+            taps.first.push(left as usize);
+            taps.at.push(taps.weights.len());
+        }
+        taps
+    }
+
+    fn of(&self, out: usize) -> (usize, &[f32]) {
+        (self.first[out], &self.weights[self.at[out]..self.at[out + 1]])
+    }
+}
+
+/// The detector's input, written into buffers kept from one frame to the next: the filter
+/// weights are computed again only when the frame size changes, and nothing is allocated for a
+/// frame of the same size. The values are those of scaling the image with `image`'s
+/// `resize(.., FilterType::Triangle)` (rounded to 8 bits), letterboxing it on black and mapping
+/// to [−1, 1]; a test holds it to that, bit for bit.
+#[derive(Debug, Clone, Default)]
+pub struct InputBuffer {
+    /// The frame size the weights and padding below are for.
+    size: Option<(u32, u32)>,
+    rows: Taps,
+    columns: Taps,
+    /// The vertical pass: the frame's width × the scaled height, RGB, unrounded.
+    between: Vec<f32>,
+    /// `3·128·128` values in [−1, 1] (CHW).
+    values: Vec<f32>,
+    letterbox: Option<Letterbox>,
+    /// The scaled image's size and its top-left corner in the input, in pixels.
+    fit: (usize, usize),
+    corner: (usize, usize),
+}
+
+impl InputBuffer {
+    /// Writes the network input for `image`: scaled to fit 128×128 keeping its aspect ratio,
+    /// centred on black, as `3·128·128` values in [−1, 1] (CHW).
+    pub fn fill(&mut self, image: &RgbImage) -> Result<(&[f32], Letterbox), DldlError> {
+        let (width, height) = image.dimensions();
+        if width < 2 || height < 2 {
+            return Err(DldlError::ImageTooSmall { width, height });
+        }
+        let side = INPUT_SIZE as u32;
+        let plane = INPUT_SIZE * INPUT_SIZE;
+        let letterbox = match self.letterbox {
+            Some(letterbox) if self.size == Some((width, height)) => letterbox,
+            _ => {
+                let longest = width.max(height) as f32;
+                let fit = |s: u32| {
+                    ((s as f32 / longest * INPUT_SIZE as f32).round() as u32).clamp(1, side)
+                };
+                let (fit_w, fit_h) = (fit(width), fit(height));
+                self.rows = Taps::triangle(height, fit_h);
+                self.columns = Taps::triangle(width, fit_w);
+                self.values.clear();
+                self.values.resize(3 * plane, -1.0);
+                let (left, top) = ((side - fit_w) / 2, (side - fit_h) / 2);
+                let letterbox = Letterbox {
+                    offset: [left as f32 / side as f32, top as f32 / side as f32],
+                    extent: [fit_w as f32 / side as f32, fit_h as f32 / side as f32],
+                    image: [width, height],
+                };
+                self.size = Some((width, height));
+                self.letterbox = Some(letterbox);
+                self.fit = (fit_w as usize, fit_h as usize);
+                self.corner = (left as usize, top as usize);
+                letterbox
+            }
+        };
+        let ((fit_w, fit_h), (left, top)) = (self.fit, self.corner);
+        let (w, h) = (width as usize, height as usize);
+        let pixels = image.as_raw();
+        let mut put = |x: usize, y: usize, rgb: [f32; 3]| {
+            let i = (y + top) * INPUT_SIZE + x + left;
+            for (ch, v) in rgb.into_iter().enumerate() {
+                // `image` rounds the scaled pixel to 8 bits, clamped.
+                let level = v.clamp(0.0, 255.0).round();
+                self.values[ch * plane + i] = level / 127.5 - 1.0;
+            }
+        };
+        if (fit_w, fit_h) == (w, h) {
+            // `image` copies an image of the same size rather than filtering it.
+            for (i, p) in pixels.chunks_exact(3).enumerate() {
+                put(i % w, i / w, [p[0], p[1], p[2]].map(f32::from));
+            }
+            return Ok((self.values.as_slice(), letterbox));
+        }
+        // Rows first, then columns, as `image` does; each sum in the same order of taps.
+        let row = 3 * w;
+        self.between.clear();
+        self.between.resize(row * fit_h, 0.0);
+        for y in 0..fit_h {
+            let (first, weights) = self.rows.of(y);
+            let out = &mut self.between[y * row..(y + 1) * row];
+            for (k, &weight) in weights.iter().enumerate() {
+                let source = &pixels[(first + k) * row..(first + k + 1) * row];
+                for (o, &p) in out.iter_mut().zip(source) {
+                    *o += f32::from(p) * weight;
+                }
+            }
+        }
+        for y in 0..fit_h {
+            let line = &self.between[y * row..(y + 1) * row];
+            for x in 0..fit_w {
+                let (first, weights) = self.columns.of(x);
+                let mut t = [0.0f32; 3];
+                for (k, &weight) in weights.iter().enumerate() {
+                    let p = &line[3 * (first + k)..3 * (first + k) + 3];
+                    for ch in 0..3 {
+                        t[ch] += p[ch] * weight;
+                    }
+                }
+                put(x, y, t);
+            }
+        }
+        Ok((self.values.as_slice(), letterbox))
+    }
+}
+
+/// The network input for `image` ([`InputBuffer::fill`] into a buffer of its own).
+pub fn input(image: &RgbImage) -> Result<(Vec<f32>, Letterbox), DldlError> {
+    let mut buffer = InputBuffer::default();
+    let (_, letterbox) = buffer.fill(image)?;
+    Ok((buffer.values, letterbox))
+}
+
+/// The face detector: the network, its anchors, and the input buffer each frame is written
+/// into.
+#[derive(Debug)]
 pub struct BlazeFace {
     pub net: BlazeFaceNet,
     anchors: Vec<[f32; 2]>,
+    /// Taken for the length of one `fill` and its copy into a tensor.
+    scratch: std::sync::Mutex<InputBuffer>,
+}
+
+impl Clone for BlazeFace {
+    /// The same network; the copy starts with an empty buffer.
+    fn clone(&self) -> Self {
+        BlazeFace::with_net(self.net.clone())
+    }
 }
 
 impl BlazeFace {
     pub fn from_onnx(bytes: &[u8], device: &Device) -> Result<Self, DldlError> {
-        Ok(BlazeFace {
-            net: BlazeFaceNet::from_onnx(bytes, device)?,
+        Ok(BlazeFace::with_net(BlazeFaceNet::from_onnx(bytes, device)?))
+    }
+
+    pub fn with_net(net: BlazeFaceNet) -> Self {
+        BlazeFace {
+            net,
             anchors: anchors(),
-        })
+            scratch: std::sync::Mutex::default(),
+        }
     }
 
     /// The network's raw output for one image's input: (896 scores, 896 × 16 regressions).
@@ -341,8 +485,19 @@ impl BlazeFace {
         image: &RgbImage,
         device: &Device,
     ) -> Result<Vec<FaceDetection>, DldlError> {
-        let (input, letterbox) = input(image)?;
-        let (scores, boxes) = self.raw_tensors(input, device);
+        let (x, letterbox) = {
+            // A panic elsewhere while it was held leaves nothing wrong in it: `fill` writes
+            // every value it hands out.
+            let mut scratch = self
+                .scratch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (values, letterbox) = scratch.fill(image)?;
+            // The backend owns its tensors, so the values are copied into one.
+            let data = TensorData::new(values.to_vec(), [1, 3, INPUT_SIZE, INPUT_SIZE]);
+            (Tensor::from_data(data, device), letterbox)
+        };
+        let (scores, boxes) = self.net.forward(x);
         let scores = crate::read_async(scores).await?;
         let boxes = crate::read_async(boxes).await?;
         Ok(self.decode(&scores, &boxes, &letterbox))
@@ -510,10 +665,7 @@ mod tests {
     #[test]
     fn non_finite_candidates_are_dropped_and_decoding_ends() {
         let device = Device::flex();
-        let detector = BlazeFace {
-            net: BlazeFaceNet::new(&device),
-            anchors: anchors(),
-        };
+        let detector = BlazeFace::with_net(BlazeFaceNet::new(&device));
         let (_, letterbox) = input(&RgbImage::new(128, 128)).unwrap();
         // Anchor 0: a good face; the others a strong score with NaN or ±∞ somewhere.
         let mut scores = vec![-10.0f32; ANCHORS];
@@ -567,6 +719,74 @@ mod tests {
     fn weighted_nms_ends_even_on_boxes_with_no_area() {
         let kept = weighted_nms(vec![(0.9, [f32::NAN; 16]), (0.8, [0.0; 16])]);
         assert_eq!(kept.len(), 2);
+    }
+
+    /// The input as `image`'s own resize and a loop give it: what `InputBuffer` must equal.
+    fn resized_input(image: &RgbImage) -> Vec<f32> {
+        let (width, height) = image.dimensions();
+        let longest = width.max(height) as f32;
+        let fit = |side: u32| {
+            ((side as f32 / longest * INPUT_SIZE as f32).round() as u32).clamp(1, INPUT_SIZE as u32)
+        };
+        let (fit_w, fit_h) = (fit(width), fit(height));
+        let scaled =
+            image::imageops::resize(image, fit_w, fit_h, image::imageops::FilterType::Triangle);
+        let side = INPUT_SIZE as u32;
+        let (left, top) = ((side - fit_w) / 2, (side - fit_h) / 2);
+        let mut values = vec![-1.0f32; 3 * INPUT_SIZE * INPUT_SIZE];
+        for (x, y, pixel) in scaled.enumerate_pixels() {
+            let i = ((y + top) * side + x + left) as usize;
+            for ch in 0..3 {
+                values[ch * INPUT_SIZE * INPUT_SIZE + i] = f32::from(pixel.0[ch]) / 127.5 - 1.0;
+            }
+        }
+        values
+    }
+
+    #[test]
+    fn the_reused_input_buffer_equals_image_resize_to_the_bit() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |w: u32, h: u32| {
+            RgbImage::from_fn(w, h, |x, y| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Noise over a gradient, so that smooth and sharp changes are both filtered.
+                let n = (state >> 58) as u32;
+                image::Rgb([
+                    ((x * 7 + n) % 256) as u8,
+                    ((y * 5 + 3 * n) % 256) as u8,
+                    ((x + y + (state >> 40) as u32) % 256) as u8,
+                ])
+            })
+        };
+        // One buffer through frames of changing sizes: downscaled both ways, upscaled, the size
+        // `image` copies rather than filters, and the smallest accepted.
+        let mut buffer = InputBuffer::default();
+        for (w, h) in [
+            (640, 480),
+            (480, 640),
+            (640, 480),
+            (1280, 720),
+            (128, 96),
+            (50, 37),
+            (2, 2),
+            (3000, 7),
+            (640, 480),
+        ] {
+            let image = noise(w, h);
+            let (values, letterbox) = buffer.fill(&image).unwrap();
+            let expected = resized_input(&image);
+            let differing = values
+                .iter()
+                .zip(&expected)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(differing, 0, "{w}×{h}: {differing} values differ");
+            assert_eq!(letterbox, input(&image).unwrap().1, "{w}×{h}");
+        }
+        assert!(matches!(
+            buffer.fill(&RgbImage::new(1, 5)),
+            Err(DldlError::ImageTooSmall { .. })
+        ));
     }
 
     #[test]
