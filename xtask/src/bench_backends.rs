@@ -245,7 +245,13 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             // Written after every setting, so that a run stopped early keeps what it measured.
             let done = round * settings.len() + step + 1;
             let last = done == rounds * settings.len();
-            write_report(&trainers, &reports, &settings, rounds, (!last).then_some(done))?;
+            write_report(
+                &trainers,
+                &reports,
+                &settings,
+                rounds,
+                (!last).then_some(done),
+            )?;
         }
     }
     let path = report_path();

@@ -323,7 +323,10 @@ impl Taps {
     }
 
     fn of(&self, out: usize) -> (usize, &[f32]) {
-        (self.first[out], &self.weights[self.at[out]..self.at[out + 1]])
+        (
+            self.first[out],
+            &self.weights[self.at[out]..self.at[out + 1]],
+        )
     }
 }
 
@@ -748,7 +751,9 @@ mod tests {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut noise = |w: u32, h: u32| {
             RgbImage::from_fn(w, h, |x, y| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
                 // Noise over a gradient, so that smooth and sharp changes are both filtered.
                 let n = (state >> 58) as u32;
                 image::Rgb([
