@@ -222,6 +222,7 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
     // reports[backend][setting]: one report per round.
     let settings = settings();
     let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); settings.len()]; BACKENDS.len()];
+    let mut table = String::new();
     for round in 0..rounds {
         // The quick settings first, so that a run stopped early has the most rows.
         for (step, &si) in RUN_ORDER.iter().enumerate() {
@@ -245,7 +246,7 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             // Written after every setting, so that a run stopped early keeps what it measured.
             let done = round * settings.len() + step + 1;
             let last = done == rounds * settings.len();
-            write_report(
+            table = write_report(
                 &trainers,
                 &reports,
                 &settings,
@@ -254,10 +255,8 @@ pub fn bench_backends(args: &[String]) -> Result<()> {
             )?;
         }
     }
-    let path = report_path();
-    let table = std::fs::read_to_string(&path).unwrap_or_default();
     print!("{table}");
-    eprintln!("xtask: wrote {}", path.display());
+    eprintln!("xtask: wrote {}", report_path().display());
     Ok(())
 }
 
@@ -267,15 +266,15 @@ fn report_path() -> PathBuf {
 
 type Built<'a> = (&'a Backend, std::result::Result<PathBuf, String>);
 
-/// Writes `bench/CPU_BACKENDS.md` from the reports so far; `partial` is the number of
-/// (round, setting) runs done when some are still to come.
+/// Writes `bench/CPU_BACKENDS.md` from the reports so far, and returns it; `partial` is the
+/// number of (round, setting) runs done when some are still to come.
 fn write_report(
     trainers: &[Built],
     reports: &[Vec<Vec<Report>>],
     settings: &[Setting],
     rounds: usize,
     partial: Option<usize>,
-) -> Result<()> {
+) -> Result<String> {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -382,11 +381,7 @@ fn write_report(
          PyTorch's own kernels, which `cargo xtask bench-train` already measures directly; \
          burn 0.22 has no candle backend."
     );
-    let path = report_path();
-    // Through a file beside it and a rename: a report being rewritten is never left half written.
-    let next = path.with_extension("md.part");
-    std::fs::write(&next, &table)
-        .and_then(|()| std::fs::rename(&next, &path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(())
+    // A report being rewritten is never left half written.
+    crate::fetch::write_atomically(&report_path(), table.as_bytes())?;
+    Ok(table)
 }

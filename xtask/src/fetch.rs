@@ -270,7 +270,8 @@ pub fn sha256(bytes: &[u8]) -> String {
     model_files::sha256_hex(bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a file beside `path`, then renames it: `path` is never left half written.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let partial = path.with_extension("partial");
     fs::write(&partial, bytes)
         .and_then(|()| fs::rename(&partial, path))

@@ -105,10 +105,7 @@ fn tarball(t: &Tarball) -> Result<Vec<u8>> {
         ));
     }
     fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-    let partial = file.with_extension("partial");
-    fs::write(&partial, &bytes)
-        .and_then(|()| fs::rename(&partial, &file))
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    crate::fetch::write_atomically(&file, &bytes)?;
     Ok(bytes)
 }
 

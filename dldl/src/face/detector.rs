@@ -337,14 +337,14 @@ impl Taps {
 /// to [−1, 1]; a test holds it to that, bit for bit.
 #[derive(Debug, Clone, Default)]
 pub struct InputBuffer {
-    /// The frame size the weights and padding below are for.
-    size: Option<(u32, u32)>,
     rows: Taps,
     columns: Taps,
     /// The vertical pass: the frame's width × the scaled height, RGB, unrounded.
     between: Vec<f32>,
     /// `3·128·128` values in [−1, 1] (CHW).
     values: Vec<f32>,
+    /// Where the frame sits in the input, for the frame size (`letterbox.image`) the weights
+    /// and the padding are for.
     letterbox: Option<Letterbox>,
     /// The scaled image's size and its top-left corner in the input, in pixels.
     fit: (usize, usize),
@@ -362,7 +362,7 @@ impl InputBuffer {
         let side = INPUT_SIZE as u32;
         let plane = INPUT_SIZE * INPUT_SIZE;
         let letterbox = match self.letterbox {
-            Some(letterbox) if self.size == Some((width, height)) => letterbox,
+            Some(letterbox) if letterbox.image == [width, height] => letterbox,
             _ => {
                 let longest = width.max(height) as f32;
                 let fit = |s: u32| {
@@ -379,7 +379,6 @@ impl InputBuffer {
                     extent: [fit_w as f32 / side as f32, fit_h as f32 / side as f32],
                     image: [width, height],
                 };
-                self.size = Some((width, height));
                 self.letterbox = Some(letterbox);
                 self.fit = (fit_w as usize, fit_h as usize);
                 self.corner = (left as usize, top as usize);
@@ -488,7 +487,7 @@ impl BlazeFace {
         image: &RgbImage,
         device: &Device,
     ) -> Result<Vec<FaceDetection>, DldlError> {
-        let (x, letterbox) = {
+        let (values, letterbox) = {
             // A panic elsewhere while it was held leaves nothing wrong in it: `fill` writes
             // every value it hands out.
             let mut scratch = self
@@ -497,10 +496,9 @@ impl BlazeFace {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let (values, letterbox) = scratch.fill(image)?;
             // The backend owns its tensors, so the values are copied into one.
-            let data = TensorData::new(values.to_vec(), [1, 3, INPUT_SIZE, INPUT_SIZE]);
-            (Tensor::from_data(data, device), letterbox)
+            (values.to_vec(), letterbox)
         };
-        let (scores, boxes) = self.net.forward(x);
+        let (scores, boxes) = self.raw_tensors(values, device);
         let scores = crate::read_async(scores).await?;
         let boxes = crate::read_async(boxes).await?;
         Ok(self.decode(&scores, &boxes, &letterbox))
