@@ -58,7 +58,7 @@ async fn portrait_rgba() -> (u32, u32, Vec<u8>) {
 
 async fn portrait_rgb() -> RgbImage {
     let (width, height, rgba) = portrait_rgba().await;
-    web::rgba_to_rgb(&rgba, width, height).unwrap()
+    web::rgba_to_rgb(rgba, width, height).unwrap()
 }
 
 fn reference() -> Results {
@@ -88,6 +88,21 @@ async fn matches_the_native_results(device: Device, backend: &str) {
         "{backend} differs from the native results:\n{}",
         failures.join("\n")
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_frame_packed_in_place_keeps_every_pixel() {
+    let (width, height, rgba) = portrait_rgba().await;
+    let expected: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let packed = web::rgba_to_rgb(rgba.clone(), width, height).unwrap();
+    assert_eq!((packed.width(), packed.height()), (width, height));
+    assert_eq!(packed.into_raw(), expected);
+    let short = rgba[..rgba.len() - 4].to_vec();
+    assert!(web::rgba_to_rgb(short, width, height).is_none());
+    assert!(web::rgba_to_rgb(rgba, width, height + 1).is_none());
 }
 
 #[wasm_bindgen_test]

@@ -8,6 +8,8 @@
 //!   `X-Content-Type-Options: nosniff`, and the cross-origin isolation headers
 //!   (`Cross-Origin-Opener-Policy: same-origin`, `Cross-Origin-Embedder-Policy: require-corp`)
 //!   that a page needs for shared memory between threads.
+//! - Answers are sent without Nagle's delay (`TCP_NODELAY`): with it, each small file on a
+//!   kept-alive connection waited 44 ms for the browser's delayed acknowledgement.
 //! - Only GET and HEAD are served: the page sends nothing. The tests' server also logs every
 //!   request (method and target), so that a test can check what the page asked for.
 //! - Each connection is served on a thread of its own (`std::net`, request heads parsed by
@@ -275,6 +277,12 @@ fn answer(
 /// to, or leaves it idle for [`IDLE`].
 fn connection(stream: TcpStream, root: &Path, log: Option<&Sender<Logged>>, isolated: bool) {
     let _ = stream.set_read_timeout(Some(IDLE));
+    // Each answer goes out as soon as it is written. With Nagle's algorithm on, the last short
+    // segment of an answer waited for the client's delayed acknowledgement of the one before:
+    // measured here, a small file on a kept-alive connection took 44 ms to arrive, against
+    // 0.24 ms without, on each file of the page's chain of loads (the page, the worker, the
+    // glue, the stream list).
+    let _ = stream.set_nodelay(true);
     let Ok(writer) = stream.try_clone() else {
         return;
     };
