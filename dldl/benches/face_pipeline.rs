@@ -1,5 +1,5 @@
 //! Speed of the face pipeline on burn's CPU backend: the pretrained stream's forward pass at batch
-//! 1 and 32, the detector and the whole pipeline per 640×480 frame, and the landmark step per
+//! 1, 6 (three faces and their mirror images) and 32, the detector and the whole pipeline per 640×480 frame, and the landmark step per
 //! face. Prints one JSON object;
 //! `cargo xtask bench` runs this beside ONNX Runtime on the same ONNX file and records both.
 //!
@@ -47,13 +47,19 @@ fn main() {
     let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
     let mut forward = Vec::new();
-    // As published, and with its affine layers folded into its convs, as the page and `trainer
-    // predict` run it (`Stream::pretrained`).
-    for (form, network) in [
-        ("as published", net.clone()),
-        ("affine layers folded", net.clone().fold_affine()),
+    // As published, with its affine layers folded into its convs, and as the page and `trainer
+    // predict` run it (`Stream::pretrained`): folded, and its convs lowered to matrix products
+    // for batches of up to `LOWERED_MAX_BATCH` chips.
+    for (form, network, as_run) in [
+        ("as published", net.clone(), false),
+        ("affine layers folded", net.clone().fold_affine(), false),
+        (
+            "as run: folded, convs lowered up to 8 chips",
+            net.clone().lower_convs(),
+            true,
+        ),
     ] {
-        for batch in [1usize, 32] {
+        for batch in [1usize, 6, 32] {
             let x: Tensor<4> = Tensor::random(
                 [batch, 3, CHIP_SIZE, CHIP_SIZE],
                 dldl::burn::tensor::Distribution::Uniform(-0.5, 0.5),
@@ -64,6 +70,7 @@ fn main() {
             });
             forward.push(serde_json::json!({
                 "form": form,
+                "as_run": as_run,
                 "batch": batch,
                 "ms_per_batch": seconds * 1e3,
                 "images_per_s": batch as f64 / seconds,

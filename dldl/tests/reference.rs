@@ -61,17 +61,25 @@ fn pretrained_stream_matches_onnx_runtime_on_the_same_chips() {
     let device = Device::flex();
     let bytes = read(&root().join("models/age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&bytes, &device).unwrap();
-    // The page and `trainer predict` run it with its affine layers folded into the convs.
+    // The page and `trainer predict` run it with its affine layers folded into the convs ...
     let folded = PretrainedAgeNet::from_onnx(&bytes, &device)
         .unwrap()
         .fold_affine();
+    // ... and on the CPU with its convs lowered to matrix products.
+    let lowered = PretrainedAgeNet::from_onnx(&bytes, &device)
+        .unwrap()
+        .lower_convs();
     for (name, _) in PORTRAITS {
         let reference = reference(name);
         let face = &reference["faces"][0];
         let chip = chip(face);
         let theirs = floats(&face["probabilities"]);
         assert_eq!(theirs.len(), pretrained::PUBLISHED_AGES);
-        for (what, net) in [("as published", &net), ("folded", &folded)] {
+        for (what, net) in [
+            ("as published", &net),
+            ("folded", &folded),
+            ("lowered", &lowered),
+        ] {
             let input = dldl::networks::preprocess::images_to_tensor(
                 &[chip.as_raw()],
                 pretrained::CHIP_SIZE,

@@ -56,6 +56,44 @@ pub(crate) fn json_output(what: &str, mut command: Command) -> Result<Value> {
     serde_json::from_str(line).map_err(|e| format!("{what} printed no JSON result ({e})"))
 }
 
+/// The pretrained stream as the pipeline runs it against ONNX Runtime, per batch: images/s and
+/// their ratio.
+fn side_by_side(table: &mut String, burn: &Value, ort: &Value) {
+    let rate = |rows: &Value, pick: &dyn Fn(&Value) -> bool, batch: u64| {
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| pick(r) && r["batch"].as_u64() == Some(batch))
+            .and_then(|r| r["images_per_s"].as_f64())
+    };
+    let as_run = |r: &Value| r["as_run"].as_bool() == Some(true);
+    let defaults = |r: &Value| r["settings"].as_str() == Some("ONNX Runtime defaults");
+    let one_thread = |r: &Value| !defaults(r);
+    let _ = writeln!(
+        table,
+        "\n### Side by side: burn as the pipeline runs it against ONNX Runtime\n\n\
+         | batch | burn, images/s | ONNX Runtime defaults | ratio | ONNX Runtime, package settings (1 thread) | ratio |\n\
+         |---:|---:|---:|---:|---:|---:|"
+    );
+    let batches = burn["pretrained_forward"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| as_run(r))
+        .filter_map(|r| r["batch"].as_u64());
+    for batch in batches {
+        let b = rate(&burn["pretrained_forward"], &as_run, batch).unwrap_or(f64::NAN);
+        let d = rate(&ort["pretrained_forward"], &defaults, batch).unwrap_or(f64::NAN);
+        let o = rate(&ort["pretrained_forward"], &one_thread, batch).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            table,
+            "| {batch} | {b:.0} | {d:.0} | {:.2}× | {o:.0} | {:.2}× |",
+            b / d,
+            b / o
+        );
+    }
+}
+
 pub fn bench() -> Result<()> {
     fetch::fetch_models()?;
     fetch::fetch_portraits()?;
@@ -107,6 +145,7 @@ pub fn bench() -> Result<()> {
             row["images_per_s"].as_f64().unwrap_or(f64::NAN)
         );
     }
+    side_by_side(&mut table, &burn, &ort);
     let _ = writeln!(
         table,
         "\n## Per {} frame, burn's CPU backend\n",

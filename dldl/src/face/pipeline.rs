@@ -35,11 +35,12 @@ pub struct Stream {
 
 impl Stream {
     /// The pretrained stream, named `pretrained`, with weight 1; for inference, so with its
-    /// affine layers folded into its convs ([`PretrainedAgeNet::fold_affine`]).
+    /// affine layers folded into its convs and, on the CPU, its convs lowered to matrix
+    /// products ([`PretrainedAgeNet::lower_convs`]).
     pub fn pretrained(network: PretrainedAgeNet) -> Self {
         Stream {
             name: "pretrained".to_string(),
-            network: AgeNet::Pretrained(network.fold_affine()),
+            network: AgeNet::Pretrained(network.lower_convs()),
             input_size: pretrained::CHIP_SIZE,
             normalization: pretrained::NORMALIZATION,
             weight: 1.0,

@@ -21,6 +21,7 @@ use burn::{
     tensor::{
         Device, Tensor,
         activation::{relu, softmax},
+        s,
     },
 };
 
@@ -30,6 +31,11 @@ use crate::{AGE_BINS, DldlError, networks::preprocess::Normalization, weights::o
 pub const CHIP_SIZE: usize = 64;
 /// The ages of the published head: 0..=80.
 pub const PUBLISHED_AGES: usize = 81;
+
+/// The largest batch that takes the lowered convs ([`PretrainedAgeNet::lower_convs`]): a face's
+/// chip and its mirror image, up to four faces. Larger batches take the folded convs, which
+/// were faster from 8 chips up on one of the two machines measured (`bench/FACE_PIPELINE.md`).
+pub const LOWERED_MAX_BATCH: usize = 8;
 
 /// The package's normalisation, `(byte − channel mean) / 256` (its `prepare_batch`), written as a
 /// [`Normalization`]: `(byte / 255 − mean / 255) / (256 / 255)`. The means are the package
@@ -80,6 +86,19 @@ pub struct ConvAffine {
     /// affine layer, which computes the same.
     #[module(skip)]
     folded: bool,
+    /// The conv's zero padding on every side (its stride is the conv's own).
+    #[module(skip)]
+    padding: usize,
+    /// The folded conv as one matrix `[c_in · kernel², c_out]` ([`PretrainedAgeNet::lower_convs`]),
+    /// its rows in the order of the input's layout: input channel `c` at kernel position (i, j)
+    /// is row `(c · kernel + i) · kernel + j` for channels-first maps, `(i · kernel + j) · c_in +
+    /// c` for channels-last ones. A constant, not a parameter: it moves with the module to
+    /// another device but is neither recorded nor trained, and is derived again from the conv by
+    /// `lower_convs`.
+    lowered: Option<Tensor<2>>,
+    /// The layout of the maps the lowered conv takes.
+    #[module(skip)]
+    layout: Layout,
 }
 
 impl ConvAffine {
@@ -91,6 +110,7 @@ impl ConvAffine {
         padding: usize,
         device: &Device,
     ) -> Self {
+        let padding_size = padding;
         let padding = match padding {
             0 => PaddingConfig2d::Valid,
             p => PaddingConfig2d::Explicit(p, p, p, p),
@@ -102,6 +122,9 @@ impl ConvAffine {
                 .init(device),
             affine: Affine::new(output, device),
             folded: false,
+            padding: padding_size,
+            lowered: None,
+            layout: Layout::ChannelsFirst,
         }
     }
 
@@ -131,7 +154,71 @@ impl ConvAffine {
             conv,
             affine: Affine::new(channels, &device),
             folded: true,
+            padding: self.padding,
+            lowered: None,
+            layout: self.layout,
         }
+    }
+
+    /// The folded conv's weights as one matrix for inputs laid out as `layout` (see `lowered`).
+    fn lower(self, layout: Layout) -> Self {
+        let folded = self.fold();
+        let [c_out, c_in, kh, kw] = folded.conv.weight.dims();
+        let weight = folded.conv.weight.val().detach();
+        let matrix = match layout {
+            // Rows (c, i, j): the weights' own order.
+            Layout::ChannelsFirst => weight.reshape([c_out, c_in * kh * kw]).transpose(),
+            // Rows (i, j, c).
+            Layout::ChannelsLast => weight
+                .permute([2, 3, 1, 0])
+                .reshape([kh * kw * c_in, c_out]),
+        };
+        // Laid out once here, contiguous, rather than by every product.
+        let matrix = Tensor::from_data(matrix.into_data(), &folded.conv.weight.device());
+        ConvAffine {
+            lowered: Some(matrix),
+            layout,
+            ..folded
+        }
+    }
+
+    /// The lowered conv ([`ConvAffine::lower`]): every output position's receptive field as one
+    /// row (the padded map unfolded into its kernel-sized windows, one copy), then one matrix
+    /// product with the weights for all positions of the batch. Takes maps laid out as the conv
+    /// was lowered for; gives channels-last maps `[batch, out_h, out_w, c_out]`.
+    fn forward_lowered(&self, x: Tensor<4>, matrix: &Tensor<2>) -> Tensor<4> {
+        let [kernel, _] = self.conv.kernel_size;
+        let [stride, _] = self.conv.stride;
+        let pad = self.padding;
+        let (rows_dim, cols_dim) = match self.layout {
+            Layout::ChannelsFirst => (2, 3),
+            Layout::ChannelsLast => (1, 2),
+        };
+        let x = if pad > 0 {
+            let mut padding = [(0, 0); 4];
+            padding[rows_dim] = (pad, pad);
+            padding[cols_dim] = (pad, pad);
+            x.pad(padding, burn::tensor::ops::PadMode::Constant(0.0))
+        } else {
+            x
+        };
+        // [batch, c, out_h, out_w, i, j] or [batch, out_h, out_w, c, i, j] (views)
+        let windows = x
+            .unfold::<5, _>(rows_dim, kernel, stride)
+            .unfold::<6, _>(cols_dim, kernel, stride);
+        let windows = match self.layout {
+            Layout::ChannelsFirst => windows.permute([0, 2, 3, 1, 4, 5]),
+            Layout::ChannelsLast => windows.permute([0, 1, 2, 4, 5, 3]),
+        };
+        let [batch, out_h, out_w, ..] = windows.dims();
+        let [fan_in, c_out] = matrix.dims();
+        let mut y = windows
+            .reshape([batch * out_h * out_w, fan_in])
+            .matmul(matrix.clone());
+        if let Some(bias) = &self.conv.bias {
+            y = y + bias.val().reshape([1, c_out]);
+        }
+        y.reshape([batch, out_h, out_w, c_out])
     }
 
     /// Reads the conv `layer_{conv}` and the affine layer `layer_{affine}`.
@@ -161,6 +248,15 @@ impl ConvAffine {
         )?;
         Ok(())
     }
+}
+
+/// How a lowered conv's input maps are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// `[batch, channels, height, width]`, burn's own.
+    ChannelsFirst,
+    /// `[batch, height, width, channels]`.
+    ChannelsLast,
 }
 
 /// `conv` followed by a per-channel `x · scale + shift`, as one conv: the weights `w·scale` and
@@ -226,6 +322,32 @@ impl ResidualBlock {
                 return relu(shortcut + y_padded);
             }
         };
+        relu(shortcut + y)
+    }
+
+    /// [`ResidualBlock::forward`] on channels-last maps with lowered convs.
+    fn forward_lowered(&self, x: Tensor<4>, first: &Tensor<2>, second: &Tensor<2>) -> Tensor<4> {
+        let y = relu(self.first.forward_lowered(x.clone(), first));
+        let y = self.second.forward_lowered(y, second);
+        if self.shortcut_pool.is_none() {
+            return relu(x + y);
+        }
+        // The 2×2/2 average pool (never padded here: the maps are 14 and 6 wide), then zero
+        // channels; the residual branch padded with trailing zero rows and columns.
+        let [_, height, width, channels] = x.dims();
+        let (h, w) = (height / 2 * 2, width / 2 * 2);
+        let quarter = |i: usize, j: usize| x.clone().slice(s![.., i..h;2, j..w;2, ..]);
+        let shortcut = (quarter(0, 0) + quarter(0, 1) + quarter(1, 0) + quarter(1, 1)) * 0.25;
+        let [_, pooled_h, pooled_w, _] = shortcut.dims();
+        let [_, y_h, y_w, out_channels] = y.dims();
+        let shortcut = shortcut.pad(
+            [(0, 0), (0, 0), (0, 0), (0, out_channels - channels)],
+            burn::tensor::ops::PadMode::Constant(0.0),
+        );
+        let y = y.pad(
+            [(0, 0), (0, pooled_h - y_h), (0, pooled_w - y_w), (0, 0)],
+            burn::tensor::ops::PadMode::Constant(0.0),
+        );
         relu(shortcut + y)
     }
 }
@@ -299,6 +421,72 @@ impl PretrainedAgeNet {
         }
     }
 
+    /// The folded network ([`PretrainedAgeNet::fold_affine`]) with every conv lowered to one
+    /// matrix product, for inference on burn's CPU backend. Its conv lays out its weights again
+    /// on every call, and copies its input twice before the product; a lowered conv has its weights laid out once, copies its input
+    /// once (into the rows of the product) and makes one product over the whole batch. The maps
+    /// stay channels-last between the lowered convs, and the stem's max pool runs as two
+    /// one-dimensional ones. Equal to the network up to float rounding (`dldl/tests/reference.rs`).
+    /// Batches over [`LOWERED_MAX_BATCH`] chips take the folded convs, whose own kernels won
+    /// there. On other devices the network is returned folded only: their convs do not pay
+    /// those costs, and the lowering is not measured there.
+    pub fn lower_convs(self) -> Self {
+        let net = self.fold_affine();
+        if net.head.weight.device() != Device::flex() {
+            return net;
+        }
+        PretrainedAgeNet {
+            stem: net.stem.lower(Layout::ChannelsFirst),
+            blocks: net
+                .blocks
+                .into_iter()
+                .map(|b| ResidualBlock {
+                    first: b.first.lower(Layout::ChannelsLast),
+                    second: b.second.lower(Layout::ChannelsLast),
+                    shortcut_pool: b.shortcut_pool,
+                })
+                .collect(),
+            ..net
+        }
+    }
+
+    /// The stem's and the blocks' lowered conv matrices, if every conv has them.
+    fn lowered(&self) -> Option<(&Tensor<2>, Vec<(&Tensor<2>, &Tensor<2>)>)> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| Some((b.first.lowered.as_ref()?, b.second.lowered.as_ref()?)))
+            .collect::<Option<_>>()?;
+        Some((self.stem.lowered.as_ref()?, blocks))
+    }
+
+    /// [`PretrainedAgeNet::forward`] with lowered convs.
+    fn forward_lowered(
+        &self,
+        x: Tensor<4>,
+        stem: &Tensor<2>,
+        blocks: Vec<(&Tensor<2>, &Tensor<2>)>,
+    ) -> Tensor<2> {
+        let x = self.stem.forward_lowered(x, stem); // [batch, 29, 29, 64]
+        // The 3×3/2 max pool, rows then columns (max is separable), before the ReLU (they
+        // commute, and the pooled map is a quarter the size).
+        let [batch, height, width, channels] = x.dims();
+        let [kernel, _] = self.stem_pool.kernel_size;
+        let [stride, _] = self.stem_pool.stride;
+        let x = x.unfold::<5, _>(1, kernel, stride).max_dim(4);
+        let out_h = (height - kernel) / stride + 1;
+        let x = x.reshape([batch, out_h, width, channels]);
+        let x = x.unfold::<5, _>(2, kernel, stride).max_dim(4);
+        let out_w = (width - kernel) / stride + 1;
+        let mut x = relu(x.reshape([batch, out_h, out_w, channels])); // [batch, 14, 14, 64]
+        for (block, (first, second)) in self.blocks.iter().zip(blocks) {
+            x = block.forward_lowered(x, first, second);
+        } // [batch, 3, 3, 256]
+        let [batch, _, _, channels] = x.dims();
+        let x = x.mean_dim(2).mean_dim(1).reshape([batch, channels]);
+        self.head.forward(x)
+    }
+
     /// How many ages the head scores (81 as published, 101 once widened).
     pub fn ages(&self) -> usize {
         self.head.weight.dims()[1]
@@ -306,6 +494,11 @@ impl PretrainedAgeNet {
 
     /// `[batch, 3, 64, 64]` normalised chips → logits `[batch, ages]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        if x.dims()[0] <= LOWERED_MAX_BATCH
+            && let Some((stem, blocks)) = self.lowered()
+        {
+            return self.forward_lowered(x, stem, blocks);
+        }
         let x = relu(self.stem.forward(x)); // [batch, 64, 29, 29]
         let mut x = self.stem_pool.forward(x); // [batch, 64, 14, 14]
         for block in &self.blocks {
@@ -403,6 +596,41 @@ mod tests {
                 .zip(&row_after[..PUBLISHED_AGES])
             {
                 assert!((b - a / kept).abs() < 1e-5, "{b} vs {}", a / kept);
+            }
+        }
+    }
+
+    #[test]
+    fn lowered_convs_compute_the_network() {
+        let device = Device::flex();
+        let mut net = PretrainedAgeNetConfig::new().init(&device);
+        // Affine layers that are not the identity, so that folding has something to do.
+        let random =
+            |n| Tensor::random([n], burn::tensor::Distribution::Uniform(0.5, 1.5), &device);
+        for conv in std::iter::once(&mut net.stem).chain(
+            net.blocks
+                .iter_mut()
+                .flat_map(|b| [&mut b.first, &mut b.second]),
+        ) {
+            let [channels] = conv.affine.scale.dims();
+            conv.affine.scale = Param::from_tensor(random(channels));
+            conv.affine.offset = Param::from_tensor(random(channels) - 1.0);
+        }
+        let lowered = net.clone().widen_to_age_grid().lower_convs();
+        let net = net.widen_to_age_grid();
+        assert!(lowered.lowered().is_some());
+        for batch in [1, 3, LOWERED_MAX_BATCH, LOWERED_MAX_BATCH + 1] {
+            let x = Tensor::random(
+                [batch, 3, CHIP_SIZE, CHIP_SIZE],
+                burn::tensor::Distribution::Uniform(-0.5, 0.5),
+                &device,
+            );
+            let expected: Vec<f32> = net.forward(x.clone()).try_into_vec_as().unwrap();
+            let got: Vec<f32> = lowered.forward(x).try_into_vec_as().unwrap();
+            assert_eq!(got.len(), batch * AGE_BINS);
+            let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (e, g) in expected.iter().zip(&got) {
+                assert!((e - g).abs() <= 1e-5 * scale.max(1.0), "{e} vs {g}");
             }
         }
     }

@@ -266,13 +266,14 @@ impl AgeNetConfig {
 impl AgeNet {
     /// The same network for inference only, with its normalisations folded into its convs:
     /// batch norms (the VGG family, [`VggNet::fold_batch_norm`]) or the pretrained network's
-    /// affine layers ([`PretrainedAgeNet::fold_affine`]). Equal to the network in inference
+    /// affine layers, with its convs lowered to matrix products on the CPU
+    /// ([`PretrainedAgeNet::lower_convs`]). Equal to the network in inference
     /// mode up to float rounding; never to be trained or saved (a folded record no longer has
     /// its batch norms).
     pub fn for_inference(self) -> Self {
         match self {
             AgeNet::Vgg(net) => AgeNet::Vgg(net.fold_batch_norm()),
-            AgeNet::Pretrained(net) => AgeNet::Pretrained(net.fold_affine()),
+            AgeNet::Pretrained(net) => AgeNet::Pretrained(net.lower_convs()),
         }
     }
 
