@@ -58,6 +58,9 @@ struct Run {
     threads: String,
     /// The median warm-up frame with the camera stopped (`run_threads` only).
     warm_up_ms: f64,
+    /// Where the start went: the page's timeline (ms from opening it) and the build steps of
+    /// the estimator it kept.
+    start: String,
 }
 
 fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
@@ -155,7 +158,63 @@ fn measured(report: Value, query: &str) -> Run {
             .as_u64()
             .map_or_else(|| "?".to_string(), |n| n.to_string()),
         warm_up_ms: report["warmUpMedianMs"].as_f64().unwrap_or(f64::NAN),
+        start: start_line(&report),
     }
+}
+
+/// The page's start in one line: each step of its timeline at its time from opening the page,
+/// in order, the first estimate, and the steps of building the estimator it runs.
+fn start_line(report: &Value) -> String {
+    let mut marks: Vec<(String, f64)> = report["timeline"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+        .collect();
+    if let Some(first) = report["firstEstimateMs"].as_f64() {
+        marks.push(("first estimate".to_string(), first));
+    }
+    marks.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let marks: Vec<String> = marks
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0}"))
+        .collect();
+    let backend = report["backend"].as_str().unwrap_or("").split(" (").next().unwrap_or("");
+    let steps: Vec<&str> = report["buildSteps"][backend]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // The page's own thread's tasks over 50 ms, from the camera's start.
+    let camera = report["cameraStartedMs"].as_f64().unwrap_or(f64::NAN);
+    let long: Vec<String> = report["longTasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t["startMs"].as_f64()?, t["ms"].as_f64()?)))
+        .map(|(at, ms)| format!("{ms:.0} ms at {at:.0}"))
+        .collect();
+    let first = |key: &str| -> String {
+        let ms: Vec<String> = report[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(3)
+            .filter_map(Value::as_f64)
+            .map(|v| format!("{v:.0}"))
+            .collect();
+        ms.join(", ")
+    };
+    format!(
+        "{} ms; building the estimator: {}; the camera's loop from {camera:.0} ms, its first \
+         frames {} ms (the worker's part {}); the page's thread's tasks over 50 ms: {}",
+        marks.join(", "),
+        if steps.is_empty() { "not reported".to_string() } else { steps.join(", ") },
+        first("frameMs"),
+        first("workerMs"),
+        if long.is_empty() { "none".to_string() } else { long.join(", ") }
+    )
 }
 
 /// One round against face-api.js: the page's standard module, then (the page, face-api.js) on
@@ -365,6 +424,14 @@ fn main() {
             r.frames,
             r.age,
             r.landmarks_ms
+        )
+        .unwrap();
+    }
+    for r in [&gpu, &cpu] {
+        writeln!(
+            table,
+            "\nThe start on {}, in ms from opening the page: {}.",
+            r.backend, r.start
         )
         .unwrap();
     }

@@ -56,7 +56,7 @@ pub(crate) fn json_output(what: &str, mut command: Command) -> Result<Value> {
     serde_json::from_str(line).map_err(|e| format!("{what} printed no JSON result ({e})"))
 }
 
-/// The pretrained stream as the pipeline runs it against ONNX Runtime, per batch: images/s and
+/// The pretrained stream as the native pipeline runs it against ONNX Runtime, per batch: images/s and
 /// their ratio.
 fn side_by_side(table: &mut String, burn: &Value, ort: &Value) {
     let rate = |rows: &Value, pick: &dyn Fn(&Value) -> bool, batch: u64| {
@@ -71,7 +71,7 @@ fn side_by_side(table: &mut String, burn: &Value, ort: &Value) {
     let one_thread = |r: &Value| !defaults(r);
     let _ = writeln!(
         table,
-        "\n### Side by side: burn as the pipeline runs it against ONNX Runtime\n\n\
+        "\n### Side by side: burn as the native pipeline runs it against ONNX Runtime\n\n\
          | batch | burn, images/s | ONNX Runtime defaults | ratio | ONNX Runtime, package settings (1 thread) | ratio |\n\
          |---:|---:|---:|---:|---:|---:|"
     );

@@ -429,10 +429,12 @@ impl PretrainedAgeNet {
     /// one-dimensional ones. Equal to the network up to float rounding (`dldl/tests/reference.rs`).
     /// Batches over [`LOWERED_MAX_BATCH`] chips take the folded convs, whose own kernels won
     /// there. On other devices the network is returned folded only: their convs do not pay
-    /// those costs, and the lowering is not measured there.
+    /// those costs, and the lowering is not measured there. In WebAssembly (the page's CPU
+    /// backend) too: there the lowered network took a frame with one face from 45 to 69 ms, and
+    /// with three from 102 to 180 (`cargo xtask bench-page`, the network on every frame).
     pub fn lower_convs(self) -> Self {
         let net = self.fold_affine();
-        if net.head.weight.device() != Device::flex() {
+        if cfg!(target_arch = "wasm32") || net.head.weight.device() != Device::flex() {
             return net;
         }
         PretrainedAgeNet {
