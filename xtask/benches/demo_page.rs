@@ -175,11 +175,13 @@ fn start_line(report: &Value) -> String {
         marks.push(("first estimate".to_string(), first));
     }
     marks.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let marks: Vec<String> = marks
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.0}"))
-        .collect();
-    let backend = report["backend"].as_str().unwrap_or("").split(" (").next().unwrap_or("");
+    let marks: Vec<String> = marks.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+    let backend = report["backend"]
+        .as_str()
+        .unwrap_or("")
+        .split(" (")
+        .next()
+        .unwrap_or("");
     let steps: Vec<&str> = report["buildSteps"][backend]
         .as_array()
         .into_iter()
@@ -210,10 +212,18 @@ fn start_line(report: &Value) -> String {
         "{} ms; building the estimator: {}; the camera's loop from {camera:.0} ms, its first \
          frames {} ms (the worker's part {}); the page's thread's tasks over 50 ms: {}",
         marks.join(", "),
-        if steps.is_empty() { "not reported".to_string() } else { steps.join(", ") },
+        if steps.is_empty() {
+            "not reported".to_string()
+        } else {
+            steps.join(", ")
+        },
         first("frameMs"),
         first("workerMs"),
-        if long.is_empty() { "none".to_string() } else { long.join(", ") }
+        if long.is_empty() {
+            "none".to_string()
+        } else {
+            long.join(", ")
+        }
     )
 }
 
