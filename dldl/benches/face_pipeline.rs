@@ -47,14 +47,13 @@ fn main() {
     let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
     let mut forward = Vec::new();
-    // As published, with its affine layers folded into its convs, and as `trainer predict` runs
-    // it natively (`Stream::pretrained`): folded, and its convs lowered to matrix products for
-    // batches of up to `LOWERED_MAX_BATCH` chips.
+    // As published, with its affine layers folded into its convs, and as the page and `trainer predict` run
+    // it (`Stream::pretrained`): folded, and its convs lowered to matrix products.
     for (form, network, as_run) in [
         ("as published", net.clone(), false),
         ("affine layers folded", net.clone().fold_affine(), false),
         (
-            "as run: folded, convs lowered up to 8 chips",
+            "as run: folded, convs lowered to matrix products",
             net.clone().lower_convs(),
             true,
         ),

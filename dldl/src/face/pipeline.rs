@@ -35,7 +35,7 @@ pub struct Stream {
 
 impl Stream {
     /// The pretrained stream, named `pretrained`, with weight 1; for inference, so with its
-    /// affine layers folded into its convs and, on the native CPU backend, its convs lowered to
+    /// affine layers folded into its convs and, on the CPU backend, its convs lowered to
     /// matrix products ([`PretrainedAgeNet::lower_convs`]).
     pub fn pretrained(network: PretrainedAgeNet) -> Self {
         Stream {

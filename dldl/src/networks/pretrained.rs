@@ -32,11 +32,6 @@ pub const CHIP_SIZE: usize = 64;
 /// The ages of the published head: 0..=80.
 pub const PUBLISHED_AGES: usize = 81;
 
-/// The largest batch that takes the lowered convs ([`PretrainedAgeNet::lower_convs`]): a face's
-/// chip and its mirror image, up to four faces. Larger batches take the folded convs, which
-/// were faster from 8 chips up on one of the two machines measured (`bench/FACE_PIPELINE.md`).
-pub const LOWERED_MAX_BATCH: usize = 8;
-
 /// The package's normalisation, `(byte − channel mean) / 256` (its `prepare_batch`), written as a
 /// [`Normalization`]: `(byte / 255 − mean / 255) / (256 / 255)`. The means are the package
 /// manifest's, verbatim.
@@ -427,14 +422,13 @@ impl PretrainedAgeNet {
     /// once (into the rows of the product) and makes one product over the whole batch. The maps
     /// stay channels-last between the lowered convs, and the stem's max pool runs as two
     /// one-dimensional ones. Equal to the network up to float rounding (`dldl/tests/reference.rs`).
-    /// Batches over [`LOWERED_MAX_BATCH`] chips take the folded convs, whose own kernels won
-    /// there. On other devices the network is returned folded only: their convs do not pay
-    /// those costs, and the lowering is not measured there. In WebAssembly (the page's CPU
-    /// backend) too: there the lowered network took a frame with one face from 45 to 69 ms, and
-    /// with three from 102 to 180 (`cargo xtask bench-page`, the network on every frame).
+    /// On other devices the network is returned folded only: their convs do not pay
+    /// those costs, and the lowering is not measured there. The page's CPU backend lowers too
+    /// (a frame with the network on every face: one face 26 ms against 29 folded, three 48
+    /// against 53, `cargo xtask bench-page`).
     pub fn lower_convs(self) -> Self {
         let net = self.fold_affine();
-        if cfg!(target_arch = "wasm32") || net.head.weight.device() != Device::flex() {
+        if net.head.weight.device() != Device::flex() {
             return net;
         }
         PretrainedAgeNet {
@@ -496,9 +490,7 @@ impl PretrainedAgeNet {
 
     /// `[batch, 3, 64, 64]` normalised chips → logits `[batch, ages]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        if x.dims()[0] <= LOWERED_MAX_BATCH
-            && let Some((stem, blocks)) = self.lowered()
-        {
+        if let Some((stem, blocks)) = self.lowered() {
             return self.forward_lowered(x, stem, blocks);
         }
         let x = relu(self.stem.forward(x)); // [batch, 64, 29, 29]
@@ -621,7 +613,7 @@ mod tests {
         let lowered = net.clone().widen_to_age_grid().lower_convs();
         let net = net.widen_to_age_grid();
         assert!(lowered.lowered().is_some());
-        for batch in [1, 3, LOWERED_MAX_BATCH, LOWERED_MAX_BATCH + 1] {
+        for batch in [1, 3, 9] {
             let x = Tensor::random(
                 [batch, 3, CHIP_SIZE, CHIP_SIZE],
                 burn::tensor::Distribution::Uniform(-0.5, 0.5),

@@ -267,7 +267,7 @@ impl AgeNet {
     /// The same network for inference only, with its normalisations folded into its convs:
     /// batch norms (the VGG family, [`VggNet::fold_batch_norm`]) or the pretrained network's
     /// affine layers, with its convs lowered to matrix products on the
-    /// native CPU backend ([`PretrainedAgeNet::lower_convs`]). Equal to the network in inference
+    /// CPU backend ([`PretrainedAgeNet::lower_convs`]). Equal to the network in inference
     /// mode up to float rounding; never to be trained or saved (a folded record no longer has
     /// its batch norms).
     pub fn for_inference(self) -> Self {

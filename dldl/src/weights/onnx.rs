@@ -102,7 +102,10 @@ impl OnnxWeights {
     }
 
     /// The initialiser `name`, stored with shape `stored`, as a parameter of shape `shape` (the
-    /// same values in the same order, e.g. `[1, C, 1, 1]` kept as `[C]`).
+    /// same values in the same order, e.g. `[1, C, 1, 1]` kept as `[C]`), its subnormal values
+    /// flushed to zero. The pretrained age network's file holds 6 667 of them (under 1.2·10⁻³⁸
+    /// each, nothing beside its other weights), and on an Intel Xeon they cost its forward
+    /// pass about half its speed: 146 against 308 images/s for single chips.
     pub fn param_as<const D: usize>(
         &self,
         name: &str,
@@ -111,8 +114,19 @@ impl OnnxWeights {
         device: &Device,
     ) -> Result<Param<Tensor<D>>, DldlError> {
         let tensor = self.tensor(name, stored)?;
+        let values = tensor
+            .values
+            .iter()
+            .map(|&v| {
+                if v.is_subnormal() {
+                    0.0f32.copysign(v)
+                } else {
+                    v
+                }
+            })
+            .collect::<Vec<f32>>();
         Ok(Param::from_tensor(Tensor::from_data(
-            TensorData::new(tensor.values.clone(), shape),
+            TensorData::new(values, shape),
             device,
         )))
     }
