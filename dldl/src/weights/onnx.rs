@@ -459,6 +459,25 @@ mod tests {
     }
 
     #[test]
+    fn subnormal_weights_load_as_zero() {
+        let tiny = f32::MIN_POSITIVE / 4.0;
+        assert!(tiny.is_subnormal());
+        let mut weights = OnnxWeights::default();
+        weights.initializers.insert(
+            "w".to_string(),
+            Initializer {
+                dims: vec![4],
+                values: vec![tiny, -tiny, f32::MIN_POSITIVE, 0.5],
+                unsupported: None,
+            },
+        );
+        let param = weights.param("w", [4], &Device::flex()).unwrap();
+        let values: Vec<f32> = param.val().try_into_vec_as().unwrap();
+        assert_eq!(values, vec![0.0, -0.0, f32::MIN_POSITIVE, 0.5]);
+        assert!(values[1].is_sign_negative());
+    }
+
+    #[test]
     fn reads_initializers_and_nodes() {
         let weights = OnnxWeights::parse(&tiny_model()).unwrap();
         let w = weights.tensor("w", &[2, 3]).unwrap();
