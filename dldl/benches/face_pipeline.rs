@@ -1,6 +1,6 @@
 //! Speed of the face pipeline on burn's CPU backend: the pretrained stream's forward pass at batch
-//! 1, 6 (three faces and their mirror images) and 32, the detector and the whole pipeline per 640×480 frame, and the landmark step per
-//! face. Prints one JSON object;
+//! 1, 6 (three faces and their mirror images) and 32, the detector and the whole pipeline per
+//! 640×480 frame, and the landmark step per face. Prints one JSON object;
 //! `cargo xtask bench` runs this beside ONNX Runtime on the same ONNX file and records both.
 //!
 //! Reads `models/` (run `cargo xtask fetch-models`) and the astronaut portrait (`cargo xtask
@@ -47,8 +47,8 @@ fn main() {
     let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
     let mut forward = Vec::new();
-    // As published, with its affine layers folded into its convs, and as the page and `trainer predict` run
-    // it (`Stream::pretrained`): folded, and its convs lowered to matrix products.
+    // As published, with its affine layers folded into its convs, and as the page and `trainer
+    // predict` run it (`Stream::pretrained`): folded, and its convs lowered to matrix products.
     for (form, network, as_run) in [
         ("as published", net.clone(), false),
         ("affine layers folded", net.clone().fold_affine(), false),

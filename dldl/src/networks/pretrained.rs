@@ -418,8 +418,9 @@ impl PretrainedAgeNet {
 
     /// The folded network ([`PretrainedAgeNet::fold_affine`]) with every conv lowered to one
     /// matrix product, for inference on burn's CPU backend. Its conv lays out its weights again
-    /// on every call, and copies its input twice before the product; a lowered conv has its weights laid out once, copies its input
-    /// once (into the rows of the product) and makes one product over the whole batch. The maps
+    /// on every call, and copies its input twice before the product; a lowered conv has its
+    /// weights laid out once, copies its input once (into the rows of the product) and makes one
+    /// product over the whole batch. The maps
     /// stay channels-last between the lowered convs, and the stem's max pool runs as two
     /// one-dimensional ones. Equal to the network up to float rounding (`dldl/tests/reference.rs`).
     /// On other devices the network is returned folded only: their convs do not pay
@@ -466,15 +467,17 @@ impl PretrainedAgeNet {
         let x = self.stem.forward_lowered(x, stem); // [batch, 29, 29, 64]
         // The 3×3/2 max pool, rows then columns (max is separable), before the ReLU (they
         // commute, and the pooled map is a quarter the size).
-        let [batch, height, width, channels] = x.dims();
         let [kernel, _] = self.stem_pool.kernel_size;
         let [stride, _] = self.stem_pool.stride;
-        let x = x.unfold::<5, _>(1, kernel, stride).max_dim(4);
-        let out_h = (height - kernel) / stride + 1;
-        let x = x.reshape([batch, out_h, width, channels]);
-        let x = x.unfold::<5, _>(2, kernel, stride).max_dim(4);
-        let out_w = (width - kernel) / stride + 1;
-        let mut x = relu(x.reshape([batch, out_h, out_w, channels])); // [batch, 14, 14, 64]
+        let x = x
+            .unfold::<5, _>(1, kernel, stride)
+            .max_dim(4)
+            .squeeze_dim::<4>(4);
+        let x = x
+            .unfold::<5, _>(2, kernel, stride)
+            .max_dim(4)
+            .squeeze_dim::<4>(4);
+        let mut x = relu(x); // [batch, 14, 14, 64]
         for (block, (first, second)) in self.blocks.iter().zip(blocks) {
             x = block.forward_lowered(x, first, second);
         } // [batch, 3, 3, 256]
