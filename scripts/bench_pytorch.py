@@ -14,6 +14,11 @@ with the softmax, read back to the host. Timing as in `trainer bench`: one warm-
 `--steps` timed steps.
 
 Prints one JSON object on the last line, in the shape of `trainer bench --json`.
+
+With `--layers`, times one VGG-style stream layer by layer instead, in the shape of
+`cargo bench -p dldl --bench train_layers` (for `cargo xtask bench-layers`): each 3×3
+convolution, its batch norm, ReLU and max-pool, forward and backward, and the convolution's
+weight gradient alone (`torch.nn.grad.conv2d_weight`).
 """
 
 import argparse
@@ -188,6 +193,73 @@ def measure(architecture, input_size, batch_size, steps, device, autocast):
     }
 
 
+def conv_layers(architecture, input_size):
+    """The 3×3 convolutions in order, `(in, out, size, pooled)`, runs of one shape merged with
+    their count, as `dldl::networks::vgg::conv_layers` and the bench grouping them."""
+    divisor, channels, size, layers = WIDTH_DIVISOR[architecture], 3, input_size, []
+    for stage in VGG16_STAGES:
+        for i, width in enumerate(stage):
+            out, pooled = width // divisor, i + 1 == len(stage)
+            if layers and layers[-1][0][:3] == (channels, out, size):
+                (c, o, s, p), count = layers[-1]
+                layers[-1] = ((c, o, s, p or pooled), count + 1)
+            else:
+                layers.append(((channels, out, size, pooled), 1))
+            channels = out
+        size //= 2
+    return layers
+
+
+def median_ms(budget, f):
+    """Median milliseconds per call of `f`, run for at least `budget` seconds and 5 times,
+    after one warm-up call."""
+    f()
+    times, started = [], time.perf_counter()
+    while time.perf_counter() - started < budget or len(times) < 5:
+        t = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_layers(architecture, input_size, batch_size, budget, device):
+    batch_norm = architecture != "vgg16"
+    n, rows = batch_size, []
+    for (c, co, size, pooled), count in conv_layers(architecture, input_size):
+        print(f"bench_pytorch.py: conv {c}→{co} at {size} px", file=sys.stderr)
+        x = torch.rand(n, c, size, size, device=device, requires_grad=True)
+        y = torch.rand(n, co, size, size, device=device, requires_grad=True)
+        weighting = torch.rand(n, co, size, size, device=device)
+        weighting_pooled = torch.rand(n, co, size // 2, size // 2, device=device)
+        conv = nn.Conv2d(c, co, 3, padding=1, bias=not batch_norm).to(device)
+        norm = nn.BatchNorm2d(co).to(device).train()
+        pool = nn.MaxPool2d(2)
+
+        def backward(out, leaf):
+            w = weighting if out.shape[2] == size else weighting_pooled
+            (out * w).sum().backward()
+            leaf.grad = None
+            synchronize(device)
+
+        conv_ms = median_ms(budget, lambda: backward(conv(x), x))
+        norm_ms = median_ms(budget, lambda: backward(norm(y), y)) if batch_norm else None
+        relu_ms = median_ms(budget, lambda: backward(F.relu(y), y))
+        pool_ms = median_ms(budget, lambda: backward(pool(y), y)) if pooled else None
+        with torch.no_grad():
+            xp, gp = x.detach(), torch.rand(n, co, size, size, device=device)
+
+            def weight_grad():
+                torch.nn.grad.conv2d_weight(xp, (co, c, 3, 3), gp, padding=1)
+                synchronize(device)
+
+            weight_grad_ms = median_ms(budget, weight_grad)
+        rows.append({"in_channels": c, "out_channels": co, "size": size, "count": count,
+                     "conv": conv_ms, "batch_norm": norm_ms, "relu": relu_ms, "pool": pool_ms,
+                     "weight_grad": weight_grad_ms})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES)
@@ -199,6 +271,10 @@ def main():
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="intra-op threads on the CPU (default: every core, as burn's CPU backend)")
     parser.add_argument("--autocast", choices=["bf16"], help="mixed precision (autocast to bfloat16)")
+    parser.add_argument("--layers", action="store_true",
+                        help="time one VGG-style stream (--arch) layer by layer instead")
+    parser.add_argument("--budget-ms", type=int, default=400,
+                        help="with --layers: the least time spent timing each figure")
     args = parser.parse_args()
     if args.steps < 1 or args.batch_size < 1:
         sys.exit("bench_pytorch.py: --steps and --batch-size must be at least 1")
@@ -209,9 +285,21 @@ def main():
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
+    if args.layers:
+        architecture = (args.arch or ["tiny-age-net"])[0]
+        if architecture == "pretrained":
+            sys.exit("bench_pytorch.py: --layers times a VGG-style stream, not the pretrained network")
+        if args.input_size < 32:
+            sys.exit("bench_pytorch.py: --input-size: at least 32 (five 2×2 max-pools)")
+        layers = measure_layers(architecture, args.input_size, args.batch_size, args.budget_ms / 1e3, device)
+        print(json.dumps({"runtime": f"PyTorch {torch.__version__} ({name}, fp32)",
+                          "threads": args.threads, "architecture": architecture,
+                          "input_size": args.input_size, "batch_size": args.batch_size,
+                          "layers": layers}))
+        return
     streams = [measure(a, args.input_size, args.batch_size, args.steps, device, args.autocast)
                for a in args.arch or ARCHITECTURES]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
     precision = "autocast bf16" if args.autocast else "fp32"
     print(json.dumps({"device": f"PyTorch {torch.__version__} ({name}, {precision})",
                       "device_type": device.type, "streams": streams}))

@@ -145,7 +145,7 @@ fn parse(args: &[String]) -> Result<Options> {
 /// A Python that imports torch: `$PYTORCH_PYTHON`, else `python3` when it has torch (as on a GPU
 /// machine with PyTorch preinstalled), else a virtual environment in the cache folder with
 /// [`TORCH`] from PyPI, made once.
-fn python_with_torch() -> Result<PathBuf> {
+pub(crate) fn python_with_torch() -> Result<PathBuf> {
     let imports_torch = |python: &PathBuf| {
         Command::new(python)
             .args(["-c", "import torch"])

@@ -10,6 +10,8 @@
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
 //! - `bench-backends`: burn's CPU backends side by side on training and inference
 //!   (`bench/CPU_BACKENDS.md`).
+//! - `bench-layers`: one stream's CPU training step layer by layer beside PyTorch
+//!   (`bench/TRAINING-cpu-layers.md`).
 //! - `bench-page`: the demo page's speed in headless Chromium, side by side with face-api.js
 //!   (fetched from npm's registry, `peer.rs`) (`bench/DEMO_PAGE.md`).
 //! - `fuzz`: the fuzz harness (`tests/fuzz/`) with 100 000 cases per target (`bench/FUZZ.md`).
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Some("bench-page") => bench::bench_page(),
         Some("bench-train") => bench_train::bench_train(&args[1..]),
         Some("bench-backends") => bench_backends::bench_backends(&args[1..]),
+        Some("bench-layers") => bench_layers::bench_layers(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("stress") => stress::stress(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -72,6 +75,7 @@ fn usage() -> String {
      bench-page           the demo page in headless Chromium: ms per frame on WebGPU and the CPU\n                          fallback, one and three faces, against face-api.js alternating, time to\n                          the first estimate, sizes (bench/DEMO_PAGE.md)\n  \
      bench-train [DEVICE] training and inference throughput of every stream on cpu (default),\n                          wgpu or cuda, release build, beside PyTorch on the same networks,\n                          alternating (bench/TRAINING-DEVICE.md); --rounds N (default 3), and\n                          --arch A, --input-size S, --batch-size B, --steps N for one setting\n  \
      bench-backends       burn's CPU backends side by side (flex, ndarray, ndarray with OpenBLAS):\n                          training and inference, release builds, alternating, --rounds N\n                          (bench/CPU_BACKENDS.md)\n  \
+     bench-layers         one stream's CPU training step layer by layer beside PyTorch, release\n                          build, alternating (bench/TRAINING-cpu-layers.md); --rounds N, --arch A,\n                          --input-size S, --batch-size B (default tiny-age-net, 64, 32)\n  \
      fuzz [--cases N]     every reader fed N mutated inputs per target (default 100 000), in\n                          worker processes under a time limit (bench/FUZZ.md); more options:\n                          --targets a,b, --jobs J, --time-limit S, --replay TARGET INDEX\n  \
      stress [--kills N]   kills training, preprocessing and export at N random moments each\n                          (default 20), reruns them and compares with an uninterrupted run\n                          (bench/STRESS.md)\n"
         .to_string()
@@ -79,6 +83,7 @@ fn usage() -> String {
 
 mod bench;
 mod bench_backends;
+mod bench_layers;
 mod bench_train;
 mod csp;
 mod fetch;

@@ -36,6 +36,41 @@ const VGG16_STAGES: [&[usize]; 5] = [
     &[512, 512, 512],
 ];
 
+/// One 3×3 convolution of a VGG-style stream, as its training step sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvLayer {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// The side of its square input and output, in pixels.
+    pub size: usize,
+    /// Whether the stage's 2×2 max-pool follows it.
+    pub pooled: bool,
+}
+
+/// The 3×3 convolutions of `architecture` at `input_size`, in order (empty for the pretrained
+/// network, which is no VGG). The layout [`AgeNetConfig::init`] builds; benchmarks time its
+/// layers one by one.
+pub fn conv_layers(architecture: Architecture, input_size: usize) -> Vec<ConvLayer> {
+    if architecture == Architecture::Pretrained {
+        return Vec::new();
+    }
+    let divisor = architecture.width_divisor();
+    let (mut in_channels, mut size, mut layers) = (3, input_size, Vec::new());
+    for widths in VGG16_STAGES {
+        for (i, &width) in widths.iter().enumerate() {
+            layers.push(ConvLayer {
+                in_channels,
+                out_channels: width / divisor,
+                size,
+                pooled: i + 1 == widths.len(),
+            });
+            in_channels = width / divisor;
+        }
+        size /= 2;
+    }
+    layers
+}
+
 /// The smallest input that survives five 2×2 max-pools with at least one pixel.
 pub const MIN_INPUT_SIZE: usize = 32;
 /// The largest input side accepted, from flags, pipelines and model cards alike, so that a typo
@@ -370,6 +405,35 @@ mod tests {
         assert_eq!(params(Architecture::TinyAgeNet), 934_869);
         // VGG-16's 13 conv layers hold 14,714,688 parameters; the head adds 512·101 + 101.
         assert_eq!(params(Architecture::Vgg16), 14_714_688 + 512 * 101 + 101);
+    }
+
+    #[test]
+    fn conv_layers_describe_the_built_network() {
+        let device = Device::flex();
+        for (architecture, size) in [(Architecture::TinyAgeNet, 64), (Architecture::Vgg16, 48)] {
+            let AgeNet::Vgg(model) = AgeNetConfig::new(architecture)
+                .with_input_size(size)
+                .init(&device)
+                .unwrap()
+            else {
+                panic!("{architecture:?} builds a VGG-style network");
+            };
+            let built: Vec<_> = model
+                .stages
+                .iter()
+                .flat_map(|stage| stage.iter().map(|b| b.conv.weight.dims()))
+                .collect();
+            let layers = conv_layers(architecture, size);
+            let described: Vec<_> = layers
+                .iter()
+                .map(|l| [l.out_channels, l.in_channels, 3, 3])
+                .collect();
+            assert_eq!(described, built);
+            // Each stage's last conv is pooled, and the next stage runs at half the size.
+            let pooled: Vec<usize> = layers.iter().filter(|l| l.pooled).map(|l| l.size).collect();
+            assert_eq!(pooled, [size, size / 2, size / 4, size / 8, size / 16]);
+        }
+        assert!(conv_layers(Architecture::Pretrained, 64).is_empty());
     }
 
     #[test]
