@@ -1,9 +1,10 @@
 //! Where a CPU training step's time goes, layer by layer: each 3×3 convolution of a VGG-style
 //! stream (ThinAgeNet, TinyAgeNet, VGG-16) with its batch norm, ReLU and max-pool, forward and
-//! backward through autodiff on burn's CPU backend (flex). Also each convolution's weight
-//! gradient alone: flex's (`conv2d_weight_backward`, which burn computes as a convolution of the
-//! input by the output gradient) beside the same gradient as nine shifted matrix products, to
-//! show what the kernel leaves on the table.
+//! backward through autodiff on burn's CPU backend (flex), as the trainer runs them (bias-free
+//! convolutions through `conv_grad::conv3x3`). Also each convolution's weight gradient alone:
+//! burn's default (`conv2d_weight_backward`, a convolution of the input by the output gradient)
+//! beside the nine shifted matrix products of `conv_grad::weight_grad_shifted`, which `conv3x3`
+//! uses from 16 × 16 up.
 //!
 //! `cargo xtask bench-layers` runs this beside `scripts/bench_pytorch.py --layers` and records
 //! both. Alone: `cargo bench -p dldl --bench train_layers -- --arch tiny-age-net --input-size 64
@@ -14,14 +15,12 @@ use std::time::{Duration, Instant};
 use dldl::{
     burn::{
         nn::{BatchNormConfig, PaddingConfig2d, conv::Conv2dConfig, pool::MaxPool2dConfig},
-        tensor::{
-            Device, Distribution, Tensor,
-            activation::relu,
-            module,
-            ops::{ConvOptions, PadMode},
-        },
+        tensor::{Device, Distribution, Tensor, activation::relu, module, ops::ConvOptions},
     },
-    networks::vgg::{Architecture, ConvLayer, conv_layers},
+    networks::{
+        conv_grad::{self, weight_grad_shifted},
+        vgg::{Architecture, ConvLayer, conv_layers},
+    },
 };
 
 /// Runs `f` for at least `budget` (after one warm-up call, and at least 5 times) and returns the
@@ -43,34 +42,6 @@ fn median_ms(budget: Duration, mut f: impl FnMut()) -> f64 {
 fn touch(t: Tensor<4>) {
     let data = t.into_data();
     std::hint::black_box(data.as_slice::<f32>().map(|s| s[0]).unwrap_or_default());
-}
-
-/// The weight gradient of a 3×3, stride-1, padding-1 convolution as nine matrix products: the
-/// input padded and flattened row by row, so that each kernel tap is one contiguous shift of
-/// it, against the output gradient padded to the same row length (its padding columns are zero
-/// and cancel the rows' wrap-around).
-fn weight_grad_shifted(x: Tensor<4>, grad: Tensor<4>) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let co = grad.dims()[1];
-    let row = w + 2;
-    let len = h * row;
-    let x = x
-        .pad((1, 1, 1, 2), PadMode::Constant(0.0))
-        .reshape([n, c, (h + 3) * row]);
-    let grad = grad
-        .pad((0, 2, 0, 0), PadMode::Constant(0.0))
-        .reshape([n, co, len]);
-    let taps = (0..9)
-        .map(|tap| {
-            let shift = (tap / 3) * row + tap % 3;
-            let x = x.clone().slice([0..n, 0..c, shift..shift + len]);
-            grad.clone()
-                .matmul(x.swap_dims(1, 2))
-                .sum_dim(0)
-                .reshape([co, c])
-        })
-        .collect();
-    Tensor::stack::<3>(taps, 2).reshape([co, c, 3, 3])
 }
 
 struct Args {
@@ -184,7 +155,14 @@ fn main() {
             }
         };
         let budget = args.budget;
-        let conv_ms = median_ms(budget, || backward(conv.forward(x.clone()), &x));
+        // As the stream's `ConvBlock` runs it: bias-free convs through `conv_grad::conv3x3`.
+        let conv_ms = median_ms(budget, || {
+            let out = match &conv.bias {
+                None => conv_grad::conv3x3(x.clone(), conv.weight.val()),
+                Some(_) => conv.forward(x.clone()),
+            };
+            backward(out, &x)
+        });
         let norm_ms =
             batch_norm.then(|| median_ms(budget, || backward(norm.forward(y.clone()), &y)));
         let relu_ms = median_ms(budget, || backward(relu(y.clone()), &y));

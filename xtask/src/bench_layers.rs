@@ -155,12 +155,13 @@ pub fn bench_layers(args: &[String]) -> Result<()> {
         table,
         "Each figure is one layer's forward and backward pass on a random batch, in milliseconds \
          (backward through a random weighting of the output, so that the gradient is dense). \
-         conv: the 3×3 convolution, input and weight gradients; BN: batch norm in training mode; \
+         conv: the 3×3 convolution, input and weight gradients, as the trainer runs it (burn: \
+         bias-free convolutions of 16 × 16 and up take the shifted weight gradient); BN: batch norm in training mode; \
          pool: the stage's 2×2 max-pool, where one follows. \"w-grad\": the convolution's \
          weight gradient alone (burn: `conv2d_weight_backward`, which burn 0.22 computes as a \
-         convolution of the input by the output gradient; PyTorch: `torch.nn.grad.conv2d_weight`); \
+         convolution of the input by the output gradient, the trainer's below 16 × 16; PyTorch: `torch.nn.grad.conv2d_weight`); \
          \"shifted\": the same gradient in burn as nine shifted batched matrix products \
-         (`weight_grad_shifted` in the bench, checked against burn's to 1e-4). Each is the \
+         (`dldl::networks::conv_grad::weight_grad_shifted`, checked against burn's to 1e-4). Each is the \
          median over at least 0.4 s of calls, then the median over the rounds, their range in \
          brackets; {}. ratio = burn ÷ PyTorch in time (above 1: burn is slower). \"×n\": \
          layers of that shape in the stream; the totals count each.\n",

@@ -2,6 +2,7 @@
 //! TinyAgeNet), the pretrained dlib network ([`pretrained`]), and how pixels become their input
 //! ([`preprocess`]).
 
+pub mod conv_grad;
 pub mod preprocess;
 pub mod pretrained;
 pub mod vgg;
