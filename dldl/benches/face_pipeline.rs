@@ -6,10 +6,7 @@
 //! Reads `models/` (run `cargo xtask fetch-models`) and the astronaut portrait (`cargo xtask
 //! fetch-portraits`), which is placed in a 640×480 frame.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use dldl::{
     burn::tensor::{Device, Tensor},
@@ -21,19 +18,8 @@ use dldl::{
 };
 use image::{Rgb, RgbImage};
 
-/// Runs `f` for at least `budget` (after one warm-up call) and returns the median seconds per call.
-fn median_seconds(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut times = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < budget || times.len() < 5 {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
+mod support;
+use support::median_seconds;
 
 fn read(path: &Path, fix: &str) -> Vec<u8> {
     std::fs::read(path)

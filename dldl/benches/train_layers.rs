@@ -10,7 +10,7 @@
 //! both. Alone: `cargo bench -p dldl --bench train_layers -- --arch tiny-age-net --input-size 64
 //! --batch-size 32`. Prints one JSON object.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dldl::{
     burn::{
@@ -23,19 +23,11 @@ use dldl::{
     },
 };
 
-/// Runs `f` for at least `budget` (after one warm-up call, and at least 5 times) and returns the
-/// median milliseconds per call.
-fn median_ms(budget: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut times = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < budget || times.len() < 5 {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+mod support;
+
+/// [`support::median_seconds`] in milliseconds.
+fn median_ms(budget: Duration, f: impl FnMut()) -> f64 {
+    support::median_seconds(budget, f) * 1e3
 }
 
 /// Reads a tensor back, so that the timed work is done.
@@ -155,13 +147,9 @@ fn main() {
             }
         };
         let budget = args.budget;
-        // As the stream's `ConvBlock` runs it: bias-free convs through `conv_grad::conv3x3`.
+        // As the stream's `ConvBlock` runs it.
         let conv_ms = median_ms(budget, || {
-            let out = match &conv.bias {
-                None => conv_grad::conv3x3(x.clone(), conv.weight.val()),
-                Some(_) => conv.forward(x.clone()),
-            };
-            backward(out, &x)
+            backward(conv_grad::forward(&conv, x.clone()), &x)
         });
         let norm_ms =
             batch_norm.then(|| median_ms(budget, || backward(norm.forward(y.clone()), &y)));

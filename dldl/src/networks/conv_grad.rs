@@ -21,6 +21,7 @@ use burn::{
         },
         ops::ModuleOps,
     },
+    nn::{PaddingConfig2d, conv::Conv2d},
     tensor::{
         Tensor, module,
         ops::{ConvOptions, PadMode},
@@ -102,6 +103,23 @@ impl Backward<Flex, 2> for ShiftedConv3x3 {
                 .expect("the weight gradient of a CPU tensor stays on the CPU");
             grads.register::<Flex>(node.id, g);
         }
+    }
+}
+
+/// `conv` applied to `x`: through [`conv3x3`] where `conv` is a bias-free 3×3 convolution of
+/// stride 1 and "same" padding (every conv of the streams with batch norm), else
+/// `Conv2d::forward`.
+pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let plain_3x3 = conv.bias.is_none()
+        && conv.kernel_size == [3, 3]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && matches!(conv.padding, PaddingConfig2d::Same);
+    if plain_3x3 {
+        conv3x3(x, conv.weight.val())
+    } else {
+        conv.forward(x)
     }
 }
 
@@ -187,6 +205,30 @@ mod tests {
         let weight = Tensor::<4>::zeros([4, 3, 3, 3], &device);
         let burns = module::conv2d_weight_backward(x.clone(), weight, grad.clone(), options());
         assert!(relative(burns, weight_grad_shifted(x, grad)) < 1e-5);
+    }
+
+    #[test]
+    fn only_plain_bias_free_3x3_convs_take_it() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &device);
+        for config in [
+            Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+            Conv2dConfig::new([3, 4], [3, 3]).with_stride([2, 2]),
+            Conv2dConfig::new([3, 4], [5, 5]).with_padding(PaddingConfig2d::Same),
+        ] {
+            for conv in [
+                config.clone().with_bias(false).init(&device),
+                config.with_bias(true).init(&device),
+            ] {
+                // The output equals `Conv2d::forward`'s whichever path it takes (a stride or a
+                // kernel `conv3x3` does not handle would change its shape or values).
+                let ours = forward(&conv, x.clone());
+                let burns = conv.forward(x.clone());
+                assert_eq!(ours.dims(), burns.dims());
+                assert!(relative(burns, ours) < 1e-5);
+            }
+        }
     }
 
     #[test]

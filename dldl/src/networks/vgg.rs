@@ -203,12 +203,9 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        // Bias-free 3×3 convs (every stream with batch norm) take `conv3x3`, whose weight
-        // gradient is faster when training on the CPU; it is `Conv2d::forward` otherwise.
-        let x = match &self.conv.bias {
-            None => conv_grad::conv3x3(x, self.conv.weight.val()),
-            Some(_) => self.conv.forward(x),
-        };
+        // Bias-free convs take `conv_grad::conv3x3`, whose weight gradient is faster when
+        // training on the CPU.
+        let x = conv_grad::forward(&self.conv, x);
         let x = match &self.norm {
             Some(norm) => norm.forward(x),
             None => x,
