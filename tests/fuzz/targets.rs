@@ -266,6 +266,7 @@ impl Target {
                 fs::write(dir.join(exported::WEIGHTS_FILE), &stream.half)?;
                 let index = serde_json::to_vec(&StreamIndex {
                     streams: vec!["tiny".into()],
+                    pretrained_weight: Some(0.25),
                 })?;
                 let seeds = if *name == "stream-json" {
                     fs::write(
@@ -613,6 +614,7 @@ fn run_text(name: &str, input: &[u8], scratch: &Path) -> Result<()> {
                 sigma: None,
                 faces: FaceMode::default(),
                 limit: None,
+                list: None,
             };
             if name == "utkface" {
                 DatasetSpec::Utkface(spec)

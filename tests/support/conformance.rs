@@ -10,7 +10,9 @@
 //! The streams are the pretrained network and the two DLDL-v2 networks the trainer exports for
 //! the page (ThinAgeNet, TinyAgeNet) at 64 px. Those two get [`fixed_weights`], a deterministic
 //! formula that every platform evaluates alike: they check the forward pass, not an estimate.
-//! Every stream runs on the reference's chip when one is given, so a chip that differs by a
+//! The streams that ship in `models/streams/` ([`SHIPPED`], trained on UTKFace) run with their
+//! real weights, and the default pipeline's estimate (those streams fused, as the page runs them)
+//! is recorded too. Every stream runs on the reference's chip when one is given, so a chip that differs by a
 //! rounding step does not blur the comparison of the networks.
 //!
 //! Test support, not part of the shipped library: both tests include this file (`#[path]`).
@@ -33,6 +35,7 @@ use dldl::{
     networks::pretrained::{self, PretrainedAgeNet},
     networks::vgg::{AgeNet, AgeNetConfig, Architecture},
     read_async,
+    weights::exported::{self, ExportedStream, StreamIndex},
 };
 
 /// The portrait, the model files and the recorded results, relative to the repository's root.
@@ -41,6 +44,12 @@ pub const DETECTOR: &str = "models/blazeface/face_detection_short_range.onnx";
 pub const AGE_NETWORK: &str = "models/age-v1.onnx";
 pub const LANDMARKS: &str = "models/face_landmarks_5.bin";
 pub const FIXTURE: &str = "tests/fixtures/reference/conformance.json";
+
+/// The streams that ship in `models/streams/` (trained on UTKFace), in the index's order: their
+/// real weights run here too, on the CPU backend and on WebGPU, beside the fixed-weight ones.
+pub const SHIPPED: [&str; 2] = ["resnet-utkface", "tiny-utkface"];
+/// The shipped streams' list.
+pub const SHIPPED_INDEX: &str = "models/streams/index.json";
 
 /// Side of every stream's chip here (the pretrained network's size; small enough for a
 /// software GPU).
@@ -140,6 +149,9 @@ pub struct Results {
     /// The strongest face's aligned 64×64 RGB chip.
     pub chip: Vec<u8>,
     pub streams: Vec<StreamResult>,
+    /// The pipeline as the page runs it by default (the shipped streams fused by their weights,
+    /// the published network by the index's weight for it): the strongest face's expected age.
+    pub default_expected_age: f32,
     /// The rest of the pipeline as the page runs it by default on the faces found (alignment, the
     /// pretrained stream on the chip and its mirror image, fusion): the strongest face's
     /// expected age.
@@ -352,6 +364,13 @@ impl Results {
                 ));
             }
         }
+        let default_years = (self.default_expected_age - reference.default_expected_age).abs();
+        if default_years.is_nan() || default_years > tolerances.years {
+            failures.push(format!(
+                "the default pipeline's expected age is {:.4}, the reference's {:.4} (allowed ± {})",
+                self.default_expected_age, reference.default_expected_age, tolerances.years
+            ));
+        }
         d.pipeline_years = (self.pipeline_expected_age - reference.pipeline_expected_age).abs();
         if d.pipeline_years.is_nan() || d.pipeline_years > tolerances.years {
             failures.push(format!(
@@ -423,6 +442,34 @@ async fn stream(
     })
 }
 
+/// The shipped streams as the page gets them: each card and its weights' bytes, and the
+/// published network's weight from their index.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    pub streams: Vec<(ExportedStream, Vec<u8>)>,
+    pub published_weight: f32,
+}
+
+impl Shipped {
+    /// From the index's and the cards' text and the weights' bytes, in [`SHIPPED`]'s order.
+    pub fn parse(index: &str, streams: &[(&str, &[u8])]) -> Result<Self, String> {
+        let index: StreamIndex =
+            serde_json::from_str(index).map_err(|e| format!("{SHIPPED_INDEX}: {e}"))?;
+        let streams = streams
+            .iter()
+            .map(|(card, weights)| {
+                serde_json::from_str::<ExportedStream>(card)
+                    .map(|card| (card, weights.to_vec()))
+                    .map_err(|e| format!("a shipped stream.json: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Shipped {
+            streams,
+            published_weight: index.published_weight(),
+        })
+    }
+}
+
 /// Runs the fixed computation on `device`. The streams run on `reference`'s chip when given,
 /// else on the chip found here.
 pub async fn run(
@@ -430,6 +477,7 @@ pub async fn run(
     detector: &BlazeFace,
     landmarks: &ShapePredictor,
     age: &PretrainedAgeNet,
+    shipped: &Shipped,
     reference: Option<&Results>,
     device: &Device,
 ) -> Result<Results, DldlError> {
@@ -484,6 +532,51 @@ pub async fn run(
             .await?,
         );
     }
+    let mut defaults = Vec::new();
+    if shipped.published_weight > 0.0 {
+        let mut published = Stream::pretrained(age.clone());
+        published.weight = shipped.published_weight;
+        defaults.push(published);
+    }
+    for (card, weights) in &shipped.streams {
+        let network = exported::load_stream(card, weights.clone(), device)?;
+        let network = network.for_inference();
+        if card.model.input_size != CHIP_SIZE {
+            return Err(DldlError::Backend(format!(
+                "the shipped stream `{}` reads {} px chips; the conformance check runs {CHIP_SIZE} px",
+                card.name, card.model.input_size
+            )));
+        }
+        streams.push(
+            stream(
+                &card.name,
+                &stream_chip,
+                &card.model.normalization,
+                device,
+                |x| network.distribution(x),
+            )
+            .await?,
+        );
+        defaults.push(Stream {
+            name: card.name.clone(),
+            network,
+            input_size: card.model.input_size,
+            normalization: card.model.normalization,
+            weight: card.weight,
+        });
+    }
+    let default_estimator = Estimator {
+        detector: detector.clone(),
+        landmarks: Some(landmarks.clone()),
+        streams: defaults,
+        fusion: FusionRule::Arithmetic,
+        flip: true,
+    };
+    let default_expected_age = default_estimator
+        .estimate_faces_async(image, &faces, device)
+        .await?
+        .first()
+        .map_or(f32::NAN, |face| face.expected_age);
     let estimator = Estimator {
         detector: detector.clone(),
         landmarks: Some(landmarks.clone()),
@@ -499,6 +592,7 @@ pub async fn run(
         .map_or(f32::NAN, |face| face.expected_age);
     Ok(Results {
         pipeline_expected_age,
+        default_expected_age,
         detector_input,
         scores: Values::of(&scores, 1),
         regressions: Values::of(&regressions, 7),

@@ -174,7 +174,8 @@ pub struct Session {
     pub log: Receiver<serve::Logged>,
 }
 
-/// What the page has done (`window.ageDemo.state`), with whether its charts are blank, its
+/// What the page has done (`window.ageDemo.state`), with whether its charts are blank, the
+/// WebAssembly files its own thread fetched (`pageWasm`: the worker's fetches are not in it), its
 /// status line and a PNG of its view, once it has estimated `frames` live frames with a face or
 /// has settled (failed to start, or estimated a photo); `null` before. The page sends nothing:
 /// the tests read it through WebDriver.
@@ -186,7 +187,9 @@ fn report_script(frames: usize) -> String {
          const blank = charts.length === 0 || charts.some((c) => {{ \
            const x = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
            for (let i = 3; i < x.length; i += 4) if (x[i] !== 0) return false; return true; }}); \
-         return JSON.stringify({{ ...s, chartsBlank: blank, \
+         const wasm = performance.getEntriesByType('resource').map((e) => e.name) \
+           .filter((n) => new URL(n).pathname.endsWith('.wasm')); \
+         return JSON.stringify({{ ...s, chartsBlank: blank, pageWasm: wasm, \
            status: document.getElementById('status').textContent, \
            screenshot: document.getElementById('view').toDataURL('image/png') }});"
     )

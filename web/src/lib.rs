@@ -90,6 +90,15 @@ async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, Str
         .filter(|w| w.is_instance_of::<js_sys::Uint8Array>())
         .map(|w| js_sys::Uint8Array::from(w).to_vec())
         .ok_or_else(|| format!("models/streams/{folder}/weights.bpk is missing: {again}"))?;
+    // A stream that ships with the page is the one this build was made for.
+    let relative = format!(
+        "{}/{folder}/{}",
+        exported::STREAMS_DIR,
+        exported::WEIGHTS_FILE
+    );
+    if let Some(pin) = files::shipped(&relative) {
+        pin.check(&format!("models/{relative}"), &weights)?;
+    }
     let network = exported::load_stream(&card, weights, device).map_err(|e| {
         format!("models/streams/{folder}/weights.bpk cannot be loaded ({e}): {again}")
     })?;
@@ -166,7 +175,9 @@ impl AgeEstimator {
     /// streams `trainer export` wrote: `exported` is an array of `{folder, card, weights}` (the
     /// stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
     /// bytes). An exported stream that cannot be loaded is left out and said in `warnings`; the
-    /// others run. `webgpu` asks for the GPU; without an adapter the CPU backend runs and
+    /// others run. `pretrained_weight` is the published network's fusion weight from the
+    /// streams' `index.json` (absent: 1; at 0 it runs only when no exported stream loaded).
+    /// `webgpu` asks for the GPU; without an adapter the CPU backend runs and
     /// `backend` says why. `digests`, when given, are the three files' sha256 in hex as the
     /// browser computed them (`crypto.subtle`, faster than hashing here); either way each
     /// file is checked against the one this build was made for.
@@ -177,6 +188,7 @@ impl AgeEstimator {
         exported: Vec<JsValue>,
         webgpu: bool,
         digests: Option<Vec<String>>,
+        pretrained_weight: Option<f32>,
     ) -> Result<AgeEstimator, JsError> {
         let mut steps = Vec::new();
         let mut clock = js_sys::Date::now();
@@ -215,13 +227,25 @@ impl AgeEstimator {
         let age = PretrainedAgeNet::from_onnx(&age, &device)
             .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
         step("age network");
-        let mut streams = vec![Stream::pretrained(age)];
+        let mut streams = Vec::new();
         let mut warnings = Vec::new();
         for entry in exported {
             match exported_stream(&entry, &device).await {
                 Ok(stream) => streams.push(stream),
                 Err(warning) => warnings.push(warning),
             }
+        }
+        // The published network runs where the fusion gives it weight (index.json's
+        // `pretrained_weight`, 1 when absent), and alone when no exported stream loaded.
+        let published = exported::StreamIndex {
+            streams: Vec::new(),
+            pretrained_weight,
+        }
+        .published_weight();
+        if published > 0.0 || streams.is_empty() {
+            let mut stream = Stream::pretrained(age);
+            stream.weight = if streams.is_empty() { 1.0 } else { published };
+            streams.insert(0, stream);
         }
         step("exported streams");
         let estimator = Estimator {

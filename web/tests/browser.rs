@@ -29,6 +29,43 @@ const DETECTOR: &[u8] = include_bytes!("../../models/blazeface/face_detection_sh
 const AGE_NETWORK: &[u8] = include_bytes!("../../models/age-v1.onnx");
 const LANDMARKS: &[u8] = include_bytes!("../../models/face_landmarks_5.bin");
 const FIXTURE: &str = include_str!("../../tests/fixtures/reference/conformance.json");
+// The shipped streams (`conformance::SHIPPED`, in its order) and their list.
+const SHIPPED_INDEX: &str = include_str!("../../models/streams/index.json");
+const SHIPPED: [(&str, &str, &[u8]); 2] = [
+    (
+        "resnet-utkface",
+        include_str!("../../models/streams/resnet-utkface/stream.json"),
+        include_bytes!("../../models/streams/resnet-utkface/weights.bpk"),
+    ),
+    (
+        "tiny-utkface",
+        include_str!("../../models/streams/tiny-utkface/stream.json"),
+        include_bytes!("../../models/streams/tiny-utkface/weights.bpk"),
+    ),
+];
+
+fn shipped() -> conformance::Shipped {
+    assert_eq!(SHIPPED.map(|(name, _, _)| name), conformance::SHIPPED);
+    let files: Vec<(&str, &[u8])> = SHIPPED.iter().map(|(_, card, w)| (*card, *w)).collect();
+    conformance::Shipped::parse(SHIPPED_INDEX, &files).unwrap()
+}
+
+/// The shipped streams as the page hands them to the estimator: `{folder, card, weights}`.
+fn shipped_entries() -> Vec<JsValue> {
+    SHIPPED
+        .iter()
+        .map(|(folder, card, weights)| {
+            let entry = js_sys::Object::new();
+            let set = |key: &str, value: &JsValue| {
+                js_sys::Reflect::set(&entry, &JsValue::from_str(key), value).unwrap();
+            };
+            set("folder", &JsValue::from_str(folder));
+            set("card", &js_sys::JSON::parse(card).unwrap());
+            set("weights", &js_sys::Uint8Array::from(*weights).into());
+            entry.into()
+        })
+        .collect()
+}
 
 // The browser decodes the portrait and a canvas gives its RGBA pixels, as on the page (PNG is
 // lossless and the portrait carries no colour profile, so these are the file's own values).
@@ -76,6 +113,7 @@ async fn matches_the_native_results(device: Device, backend: &str) {
         &detector,
         &landmarks,
         &age,
+        &shipped(),
         Some(&reference),
         &device,
     )
@@ -132,6 +170,7 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
         Vec::new(),
         false,
         None,
+        None,
     )
     .await
     .map_err(JsValue::from)
@@ -159,6 +198,52 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
     assert!(message.contains("needs 64 bytes"), "{message}");
 }
 
+/// By default the page runs the shipped streams, fused by their weights (and the published
+/// network by the index's weight for it), and gives the default pipeline's recorded estimate.
+#[wasm_bindgen_test]
+async fn the_page_entry_point_runs_the_shipped_streams() {
+    let (width, height, rgba) = portrait_rgba().await;
+    let index: dldl::weights::exported::StreamIndex = serde_json::from_str(SHIPPED_INDEX).unwrap();
+    let estimator = web::AgeEstimator::create(
+        DETECTOR.to_vec(),
+        LANDMARKS.to_vec(),
+        AGE_NETWORK.to_vec(),
+        shipped_entries(),
+        false,
+        None,
+        index.pretrained_weight,
+    )
+    .await
+    .map_err(JsValue::from)
+    .unwrap();
+    assert!(
+        estimator.warnings().is_empty(),
+        "{:?}",
+        estimator.warnings()
+    );
+    let mut expected: Vec<String> = Vec::new();
+    if index.published_weight() > 0.0 {
+        expected.push("pretrained".to_string());
+    }
+    expected.extend(conformance::SHIPPED.iter().map(|s| s.to_string()));
+    assert_eq!(estimator.streams(), expected);
+    let faces = js_sys::Array::from(
+        &JsFuture::from(estimator.estimate(rgba, width, height, false))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(faces.length(), 1);
+    let age = get(&get(&faces.get(0), "face"), "expected_age")
+        .as_f64()
+        .unwrap() as f32;
+    let recorded = reference().default_expected_age;
+    console_log!("the page's default estimate: {age:.4}, recorded natively: {recorded:.4}");
+    assert!(
+        (age - recorded).abs() <= Tolerances::BROWSER.years,
+        "the page estimates {age}, the native default pipeline {recorded}"
+    );
+}
+
 /// The digests the page's browser computes are held to the files this build was made for, as
 /// the bytes are when it computes none.
 #[wasm_bindgen_test]
@@ -171,6 +256,7 @@ async fn digests_from_the_browser_are_checked_like_the_bytes() {
             Vec::new(),
             false,
             digests,
+            None,
         )
     };
     let right: Vec<String> = [DETECTOR, LANDMARKS, AGE_NETWORK]

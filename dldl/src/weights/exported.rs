@@ -29,6 +29,22 @@ pub const FORMAT: &str = "apparent-age exported stream 1";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamIndex {
     pub streams: Vec<String>,
+    /// The published pretrained network's fusion weight beside these streams (`trainer fuse`
+    /// fits it); absent: 1. At 0 it does not run, unless no listed stream loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained_weight: Option<f32>,
+}
+
+impl StreamIndex {
+    /// The published network's weight in the fusion: [`StreamIndex::pretrained_weight`], 1
+    /// when absent, 0 for a value that is not a finite number of 0 or more.
+    pub fn published_weight(&self) -> f32 {
+        match self.pretrained_weight {
+            None => 1.0,
+            Some(w) if w.is_finite() && w >= 0.0 => w,
+            Some(_) => 0.0,
+        }
+    }
 }
 
 /// Storage precision of the exported weights.

@@ -49,6 +49,22 @@ pub const LANDMARKS: ModelFile = ModelFile {
     fix: "write it again with `cargo xtask fetch-models`",
 };
 
+/// What a damaged shipped stream needs.
+pub const RESTORE_STREAMS: &str = "restore it with `git checkout -- models/streams` (or export your own \
+                               stream under another --name)";
+
+/// The streams trained on UTKFace that ship in the repository (`models/streams/`), every file
+/// pinned: each stream's card and its weights (not the list, `streams/index.json`, to which
+/// `trainer export` adds a user's own streams). `configs/utkface.toml` trains them;
+/// `models/streams/README.md` is their model card.
+pub const SHIPPED_STREAMS: &[ModelFile] = &[];
+
+/// The pin of `path` (relative to the model folder, `/`-separated) when it is a file of a
+/// shipped stream.
+pub fn shipped(path: &str) -> Option<&'static ModelFile> {
+    SHIPPED_STREAMS.iter().find(|f| f.path == path)
+}
+
 /// The sha256 of `bytes` in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

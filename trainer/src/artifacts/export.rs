@@ -32,6 +32,8 @@ pub struct ExportOptions {
     pub force_f32: bool,
     pub allow_synthetic: bool,
     pub weight: f32,
+    /// The published network's fusion weight, written into the index when given.
+    pub pretrained_weight: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +189,9 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
     if !index.streams.contains(&options.name) {
         index.streams.push(options.name.clone());
     }
+    if options.pretrained_weight.is_some() {
+        index.pretrained_weight = options.pretrained_weight;
+    }
     files::write(&index_path, &serde_json::to_vec_pretty(&index)?)?;
     Ok(ExportReport {
         folder,
@@ -257,6 +262,7 @@ mod tests {
             force_f32,
             allow_synthetic: false,
             weight: 0.5,
+            pretrained_weight: None,
         }
     }
 

@@ -84,33 +84,61 @@ pub fn load_face_finder(models: &Path, device: &Device) -> Result<FaceFinder> {
     })
 }
 
+/// Holds a file of `<models>/streams/` (`file`, relative to that folder) to its pin when it is a
+/// file of a shipped stream.
+fn check_shipped(models: &Path, file: &str, bytes: &[u8]) -> Result<()> {
+    let relative = format!("{}/{file}", exported::STREAMS_DIR);
+    match files::shipped(&relative) {
+        Some(pin) => pin
+            .check(&models.join(&relative).display().to_string(), bytes)
+            .map_err(anyhow::Error::msg),
+        None => Ok(()),
+    }
+}
+
+/// `<models>/streams/index.json`, or an empty index when there is none.
+pub fn stream_index(models: &Path) -> Result<StreamIndex> {
+    let index_path = models
+        .join(exported::STREAMS_DIR)
+        .join(exported::INDEX_FILE);
+    let Ok(bytes) = std::fs::read(&index_path) else {
+        return Ok(StreamIndex::default());
+    };
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is damaged; restore it with `git checkout -- models/streams` or export the \
+             streams again",
+            index_path.display()
+        )
+    })
+}
+
 /// Loads every stream listed in `<models>/streams/index.json` (none when there is no index).
 pub fn load_exported(models: &Path, device: &Device) -> Result<Vec<(ExportedStream, AgeNet)>> {
     let streams = models.join(exported::STREAMS_DIR);
-    let index_path = streams.join(exported::INDEX_FILE);
-    let Ok(bytes) = std::fs::read(&index_path) else {
-        return Ok(Vec::new());
-    };
-    let index: StreamIndex = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{} is damaged; export the streams again",
-            index_path.display()
-        )
-    })?;
+    let index = stream_index(models)?;
     index
         .streams
         .iter()
         .map(|name| {
             let folder = streams.join(name);
-            let card: ExportedStream = serde_json::from_slice(
-                &std::fs::read(folder.join(exported::CARD_FILE))
-                    .with_context(|| format!("cannot read the exported stream `{name}`"))?,
-            )
-            .with_context(|| {
+            let card_bytes = std::fs::read(folder.join(exported::CARD_FILE))
+                .with_context(|| format!("cannot read the exported stream `{name}`"))?;
+            check_shipped(
+                models,
+                &format!("{name}/{}", exported::CARD_FILE),
+                &card_bytes,
+            )?;
+            let card: ExportedStream = serde_json::from_slice(&card_bytes).with_context(|| {
                 format!("{} is damaged", folder.join(exported::CARD_FILE).display())
             })?;
             let weights = std::fs::read(folder.join(exported::WEIGHTS_FILE))
                 .with_context(|| format!("cannot read the weights of `{name}`"))?;
+            check_shipped(
+                models,
+                &format!("{name}/{}", exported::WEIGHTS_FILE),
+                &weights,
+            )?;
             let model = exported::load_stream(&card, weights, device)
                 .with_context(|| format!("the exported stream `{name}`"))?;
             card::finite(&model, &folder.join(exported::WEIGHTS_FILE))?;
@@ -128,7 +156,8 @@ pub fn estimator(
     device: &Device,
 ) -> Result<(Estimator, Vec<String>)> {
     let detector = load_detector(models, device)?;
-    let mut all = vec![Stream::pretrained(load_pretrained(models, device)?)];
+    let published = stream_index(models)?.published_weight();
+    let mut all = Vec::new();
     let mut warnings = Vec::new();
     for (card, model) in load_exported(models, device)? {
         if card.data == "synthetic" {
@@ -145,6 +174,13 @@ pub fn estimator(
             normalization: card.model.normalization,
             weight: card.weight,
         });
+    }
+    // The published network runs where the fusion gives it weight, and alone where nothing
+    // else would run.
+    if published > 0.0 || all.is_empty() {
+        let mut stream = Stream::pretrained(load_pretrained(models, device)?);
+        stream.weight = if all.is_empty() { 1.0 } else { published };
+        all.insert(0, stream);
     }
     for path in streams {
         let loaded = card::load_model(path, device)?;

@@ -40,18 +40,21 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let (device, _) = device::select(args.device.choice)?;
-    let weight = match &args.fusion {
-        None => args.weight,
-        Some(path) => eval::fusion::load(path)?
-            .weight_of(&args.model)
-            .with_context(|| {
-                format!(
-                    "{} has no weight for {}",
-                    path.display(),
-                    args.model.display()
-                )
-            })?,
+    let fit = args.fusion.as_deref().map(eval::fusion::load).transpose()?;
+    let weight = match (&fit, &args.fusion) {
+        (Some(fit), Some(path)) => fit.weight_of(&args.model).with_context(|| {
+            format!(
+                "{} has no weight for {}",
+                path.display(),
+                args.model.display()
+            )
+        })?,
+        _ => args.weight,
     };
+    // A fusion that weighed the published network sets its weight on the page too.
+    let pretrained_weight = fit
+        .as_ref()
+        .and_then(eval::fusion::FusionFit::published_weight);
     let report = export(
         &ExportOptions {
             model: args.model,
@@ -60,6 +63,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             force_f32: args.f32,
             allow_synthetic: args.allow_synthetic,
             weight,
+            pretrained_weight,
         },
         &device,
     )?;

@@ -74,6 +74,9 @@ pub struct PreprocessReport {
     /// The pipeline version of chips already in the cache when it was older than this one's
     /// (their images are aligned again).
     pub older_pipeline: Option<u32>,
+    /// Each image left out, with why: `path: no face found`, `path: unreadable (…)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// The pipeline version recorded in the cache folder when it is older than
@@ -301,6 +304,9 @@ pub fn preprocess(
             Err(error) => {
                 report.unreadable += 1;
                 report.processed -= 1;
+                report
+                    .left_out
+                    .push(format!("{}: unreadable ({error:#})", sample.path.display()));
                 first_error.get_or_insert(error);
             }
             Ok((verdict, path)) => {
@@ -308,6 +314,9 @@ pub fn preprocess(
                     Verdict::Chip => true,
                     Verdict::NoFace => {
                         report.no_face += 1;
+                        report
+                            .left_out
+                            .push(format!("{}: no face found", sample.path.display()));
                         false
                     }
                     Verdict::SeveralFaces { .. } => {

@@ -88,6 +88,7 @@ pub fn load_sets_with_targets(
     let mut detector = None;
     let mut chips = Vec::new();
     let mut skipped = 0;
+    let mut left_out = Vec::new();
     for spec in specs {
         let read = spec.read()?;
         if !options.quiet {
@@ -129,11 +130,24 @@ pub fn load_sets_with_targets(
             eprintln!("{}", report.summary(what, options.multiple_faces));
         }
         skipped += report.unreadable;
+        left_out.extend(report.left_out);
         if let Some(path) = soft_targets {
             let rows = read_targets(path, read.samples.len())?;
             targets.extend(found.iter().map(|chip| rows[chip.sample].clone()));
         }
         chips.extend(found);
+    }
+    if !left_out.is_empty() {
+        // Listed beside the chips, so that a run's summary can name every image left out.
+        let list = options.cache.join(format!("left-out-{what}.txt"));
+        crate::files::write(&list, (left_out.join("\n") + "\n").as_bytes())?;
+        if !options.quiet {
+            eprintln!(
+                "{what}: the {} images left out (no face, unreadable) are listed in {}",
+                left_out.len(),
+                list.display()
+            );
+        }
     }
     let progress = bar(
         options.quiet,

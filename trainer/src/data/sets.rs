@@ -20,7 +20,7 @@ use crate::data::{
         appa_real::{AppaRealSpec, read_appa_real},
         chalearn::{ChalearnSpec, read_chalearn},
         csv::read_csv,
-        folder::{FolderSpec, fgnet_age, read_folder, utkface_age},
+        folder::{FGNET_PATTERN, FolderSpec, UTKFACE_PATTERN, fgnet_age, read_folder, utkface_age},
         imdb_wiki::{ImdbWikiSpec, read_imdb_wiki},
         morph::{MorphSpec, read_morph},
     },
@@ -101,7 +101,14 @@ impl DatasetSpec {
             DatasetSpec::Fgnet(s) => ("fgnet", &s.dir),
             DatasetSpec::ImdbWiki(s) => ("imdb-wiki", &s.mat),
         };
-        format!("{kind} {}", path.display())
+        let list = match self {
+            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => s.list.as_deref(),
+            _ => None,
+        };
+        match list.and_then(|l| l.file_name()) {
+            Some(list) => format!("{kind} {} ({})", path.display(), list.to_string_lossy()),
+            None => format!("{kind} {}", path.display()),
+        }
     }
 
     pub fn faces(&self) -> FaceMode {
@@ -140,7 +147,10 @@ impl DatasetSpec {
                 fix(&mut s.csv);
                 s.images.as_mut().map(fix);
             }
-            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => fix(&mut s.dir),
+            DatasetSpec::Utkface(s) | DatasetSpec::Fgnet(s) => {
+                fix(&mut s.dir);
+                s.list.as_mut().map(fix);
+            }
             DatasetSpec::Morph(s) => {
                 fix(&mut s.csv);
                 s.images.as_mut().map(fix);
@@ -172,8 +182,16 @@ impl DatasetSpec {
             DatasetSpec::AppaReal(s) => read_appa_real(s, sigma(s.sigma)?, &mut report)?,
             DatasetSpec::Chalearn2015(s) => read_chalearn(s, ';', &mut report)?,
             DatasetSpec::Chalearn2016(s) => read_chalearn(s, ',', &mut report)?,
-            DatasetSpec::Utkface(s) => read_folder(s, utkface_age, sigma(s.sigma)?, &mut report)?,
-            DatasetSpec::Fgnet(s) => read_folder(s, fgnet_age, sigma(s.sigma)?, &mut report)?,
+            DatasetSpec::Utkface(s) => read_folder(
+                s,
+                utkface_age,
+                UTKFACE_PATTERN,
+                sigma(s.sigma)?,
+                &mut report,
+            )?,
+            DatasetSpec::Fgnet(s) => {
+                read_folder(s, fgnet_age, FGNET_PATTERN, sigma(s.sigma)?, &mut report)?
+            }
             DatasetSpec::Morph(s) => read_morph(s, sigma(s.sigma)?, &mut report)?,
             DatasetSpec::ImdbWiki(s) => read_imdb_wiki(s, sigma(s.sigma)?, &mut report)?,
         };
@@ -325,8 +343,74 @@ mod tests {
         )));
         assert_eq!(set.samples.len(), 1);
         assert_eq!((set.samples[0].mu, set.samples[0].sigma), (26.0, 4.0));
-        assert_eq!(set.report.rows, 3);
+        assert_eq!(set.report.rows, 4);
         assert_eq!(set.report.left_out["age above 100"], 1);
+        assert_eq!(set.report.left_out["not a .jpg, .jpeg or .png file"], 1);
+        // A split list reads only the files it names; a name the folder lacks is counted.
+        let list = dir.path().join("train.txt");
+        fs::write(
+            &list,
+            "26_1_0_20170116174525125.jpg.chip.jpg\n\n30_0_1_2017.jpg.chip.jpg\n",
+        )
+        .unwrap();
+        let set = read(&spec(&format!(
+            "format = 'utkface'\ndir = '{}'\nlist = '{}'",
+            toml_path(dir.path()),
+            toml_path(&list)
+        )));
+        assert_eq!(set.samples.len(), 1);
+        assert_eq!(
+            set.report.left_out["listed in the split but not in the folder"],
+            1
+        );
+        assert!(
+            set.report.name.ends_with("(train.txt)"),
+            "{}",
+            set.report.name
+        );
+        // A folder of other files, an empty folder, a missing one, a list naming a path: one
+        // line naming the folder (and the pattern where there is one).
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("holiday.jpg"), b"").unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        fs::write(&list, "../secret.jpg\n").unwrap();
+        for (text, needle) in [
+            (
+                format!("format = 'utkface'\ndir = '{}'", toml_path(other.path())),
+                "holds no image named `[age]_[gender]_[race]_[date&time].jpg`",
+            ),
+            (
+                format!("format = 'fgnet'\ndir = '{}'", toml_path(empty.path())),
+                "holds no image named `001A02.JPG`",
+            ),
+            (
+                format!(
+                    "format = 'utkface'\ndir = '{}'",
+                    toml_path(&empty.path().join("nowhere"))
+                ),
+                "cannot read the folder",
+            ),
+            (
+                format!(
+                    "format = 'utkface'\ndir = '{}'\nlist = '{}'",
+                    toml_path(&empty.path().join("nowhere")),
+                    toml_path(&list)
+                ),
+                "does not exist or is not a folder",
+            ),
+            (
+                format!(
+                    "format = 'utkface'\ndir = '{}'\nlist = '{}'",
+                    toml_path(dir.path()),
+                    toml_path(&list)
+                ),
+                "train.txt:1: `../secret.jpg` is not a file name",
+            ),
+        ] {
+            let error = format!("{:#}", spec(&text).read().unwrap_err());
+            assert!(error.contains(needle), "{needle}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
         let dir = tempfile::tempdir().unwrap();
         for name in ["001A02.JPG", "001A43a.JPG", "002A16.JPG"] {
             fs::write(dir.path().join(name), b"").unwrap();

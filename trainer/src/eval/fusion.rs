@@ -11,16 +11,29 @@ use dldl::{
     burn::tensor::Device,
     distribution::fusion::{FusionRule, fuse},
     distribution::metrics::{AgeMetrics, MetricsReport},
+    face::pipeline::Stream,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    artifacts::card, data::load::LoadOptions, data::sets::DatasetSpec, eval::report::evaluate,
+    artifacts::{card, models},
+    data::load::LoadOptions,
+    data::sets::DatasetSpec,
+    eval::report::evaluate,
     progress::bar,
 };
 
 /// What `trainer fuse` writes.
 pub const FUSION_FILE: &str = "fusion.json";
+
+/// A stream named so (and no file or folder of that name) is the published pretrained network
+/// as it ships, which a fusion may keep beside the trained streams or leave out.
+pub const PUBLISHED: &str = "pretrained";
+
+/// Whether `model` names the published network rather than a trained stream.
+pub fn is_published(model: &Path) -> bool {
+    model == Path::new(PUBLISHED) && !model.exists()
+}
 
 /// The most streams the grid search takes.
 const MAX_STREAMS: usize = 6;
@@ -58,6 +71,14 @@ impl FusionFit {
         self.streams
             .iter()
             .find(|s| key(&s.model) == key(model))
+            .map(|s| s.weight)
+    }
+
+    /// The weight fitted for the published network, when the fusion weighed it.
+    pub fn published_weight(&self) -> Option<f32> {
+        self.streams
+            .iter()
+            .find(|s| is_published(&s.model))
             .map(|s| s.weight)
     }
 }
@@ -139,22 +160,29 @@ pub fn fit_streams(
     let mut streams = Vec::new();
     let mut labels: Option<(Vec<f32>, Vec<f32>)> = None;
     for model in models {
-        let loaded = card::load_model(model, device)?;
-        let size = loaded.card.model.input_size;
+        let (network, size, normalization, architecture) = if is_published(model) {
+            let published = Stream::pretrained(models::load_pretrained(&options.models, device)?);
+            (
+                published.network,
+                published.input_size,
+                published.normalization,
+                "pretrained (published)".to_string(),
+            )
+        } else {
+            let loaded = card::load_model(model, device)?;
+            (
+                loaded.model.for_inference(),
+                loaded.card.model.input_size,
+                loaded.card.model.normalization,
+                loaded.card.model.architecture.to_string(),
+            )
+        };
         let set = crate::data::load::load_sets(valid, size, options, "valid")?;
         let progress = bar(
             options.quiet,
             "fuse     [{bar:30}] {pos}/{len} images {eta}",
         );
-        let predictions = evaluate(
-            &loaded.model.for_inference(),
-            &set,
-            &loaded.card.model.normalization,
-            64,
-            true,
-            device,
-            &progress,
-        )?;
+        let predictions = evaluate(&network, &set, &normalization, 64, true, device, &progress)?;
         progress.finish_and_clear();
         match &labels {
             None => labels = Some((set.mu.clone(), set.sigma.clone())),
@@ -168,7 +196,7 @@ pub fn fit_streams(
         }
         streams.push(FusedStream {
             model: model.clone(),
-            architecture: loaded.card.model.architecture.to_string(),
+            architecture,
             weight: 0.0,
             alone: predictions.report,
         });

@@ -150,6 +150,37 @@ pub fn per_decade(predictions: &[f32], mu: &[f32]) -> Vec<DecadeMae> {
         .collect()
 }
 
+/// How honest the predicted spread is: the share of faces whose true age lies within one and
+/// two standard deviations of the predicted distribution around its mean (about 68 % and 95 %
+/// for an honest σ), and the mean σ.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Calibration {
+    pub within_1_sigma: f64,
+    pub within_2_sigma: f64,
+    pub mean_sigma: f64,
+}
+
+/// [`Calibration`] of the predictions `expected` with their `distributions` against the true
+/// ages `mu` (a distribution that is not one counts as missing the age).
+pub fn calibration(expected: &[f32], distributions: &[Vec<f32>], mu: &[f32]) -> Calibration {
+    let (mut one, mut two, mut sigmas) = (0usize, 0usize, 0.0f64);
+    for ((&e, p), &m) in expected.iter().zip(distributions).zip(mu) {
+        let Ok(sigma) = dldl::distribution::std_dev(p) else {
+            continue;
+        };
+        let error = (e - m).abs();
+        one += usize::from(error <= sigma);
+        two += usize::from(error <= 2.0 * sigma);
+        sigmas += f64::from(sigma);
+    }
+    let n = mu.len().max(1) as f64;
+    Calibration {
+        within_1_sigma: one as f64 / n,
+        within_2_sigma: two as f64 / n,
+        mean_sigma: sigmas / n,
+    }
+}
+
 /// The per-decade MAE as a small table.
 pub fn decade_table(decades: &[DecadeMae]) -> String {
     let mut out = String::from(
@@ -171,6 +202,20 @@ pub fn decade_table(decades: &[DecadeMae]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// σ's calibration counts the faces within ±1σ and ±2σ of each prediction.
+    #[test]
+    fn calibration_counts_the_ages_within_one_and_two_sigma() {
+        let p = dldl::distribution::label::label_distribution(40.0, 5.0).unwrap();
+        let sigma = dldl::distribution::std_dev(&p).unwrap();
+        let e = dldl::distribution::expected_age(&p).unwrap();
+        // True ages 0.5σ, 1.5σ and 3σ away: one within ±1σ, two within ±2σ.
+        let mu = [e + 0.5 * sigma, e - 1.5 * sigma, e + 3.0 * sigma];
+        let c = calibration(&[e; 3], &vec![p; 3], &mu);
+        assert!((c.within_1_sigma - 1.0 / 3.0).abs() < 1e-9, "{c:?}");
+        assert!((c.within_2_sigma - 2.0 / 3.0).abs() < 1e-9, "{c:?}");
+        assert!((c.mean_sigma - f64::from(sigma)).abs() < 1e-6, "{c:?}");
+    }
 
     #[test]
     fn decades_split_by_true_age() {

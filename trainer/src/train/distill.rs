@@ -22,10 +22,11 @@ use dldl::{
 };
 
 use crate::{
-    artifacts::models,
+    artifacts::{card, models},
     data::Sample,
     data::augment::mirror,
-    data::chips::{self, MultipleFaces, PreprocessOptions},
+    data::chips::{self, Chip, MultipleFaces, PreprocessOptions},
+    data::load::LoadOptions,
     data::{
         FaceMode,
         sets::{CsvSpec, DatasetSpec},
@@ -110,6 +111,111 @@ fn write_split(
     Ok(csv_path)
 }
 
+/// The teacher's distribution for each chip (cut at the teacher's input size): the mean of the
+/// chip's and its mirror image's, in batches of 64.
+fn teacher_distributions(
+    teacher: &Stream,
+    chips: &[Chip],
+    quiet: bool,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let progress = bar(quiet, "teacher [{bar:30}] {pos}/{len} faces {eta}");
+    progress.set_length(chips.len() as u64);
+    let mut out = Vec::with_capacity(chips.len());
+    for batch in chips.chunks(64) {
+        let pixels: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|c| {
+                Ok(crate::data::images::decode_image(&c.path)?
+                    .to_rgb8()
+                    .into_raw())
+            })
+            .collect::<Result<_>>()?;
+        let mirrored: Vec<Vec<u8>> = pixels
+            .iter()
+            .map(|p| mirror(p, teacher.input_size))
+            .collect();
+        let refs: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+        let mirror_refs: Vec<&[u8]> = mirrored.iter().map(Vec::as_slice).collect();
+        let p = (teacher.distributions(&refs, device)
+            + teacher.distributions(&mirror_refs, device))
+            / 2.0;
+        let rows = device::values(p, device)?;
+        if rows.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "the teacher `{}` gave a NaN or an infinity; its weights are damaged: train it again",
+                teacher.name
+            );
+        }
+        out.extend(rows.chunks_exact(AGE_BINS).map(<[f32]>::to_vec));
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(out)
+}
+
+/// A pipeline stage's soft targets (`teacher = "stage"`): the distributions of the trained stream
+/// in `teacher` (a run folder) on the faces of `set`, one row of 101 f32 per sample the set reads
+/// (a sample with no face gets zeros; it never reaches training), written to `out` as
+/// [`load::read_targets`](crate::data::load::read_targets) reads them. Kept when `out` exists:
+/// a resumed stage does not run the teacher again.
+pub fn stage_targets(
+    teacher: &Path,
+    set: &DatasetSpec,
+    options: &LoadOptions,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    if out.exists() {
+        if !options.quiet {
+            eprintln!("teacher: reusing its answers in {}", out.display());
+        }
+        return Ok(());
+    }
+    let loaded = card::load_model(teacher, device)?;
+    card::finite(&loaded.model, teacher)?;
+    let stream = Stream {
+        name: teacher.display().to_string(),
+        network: loaded.model.for_inference(),
+        input_size: loaded.card.model.input_size,
+        normalization: loaded.card.model.normalization,
+        weight: 1.0,
+    };
+    let read = set.read()?;
+    let finder = (read.faces == FaceMode::Align)
+        .then(|| models::load_face_finder(&options.models, &Device::flex()))
+        .transpose()?;
+    let progress = bar(options.quiet, "faces   [{bar:30}] {pos}/{len} images {eta}");
+    let (chips, report) = chips::preprocess(
+        &read.samples,
+        read.faces,
+        &PreprocessOptions {
+            cache: options.cache.clone(),
+            size: stream.input_size,
+            multiple_faces: options.multiple_faces,
+            skip_unreadable: options.skip_unreadable,
+        },
+        finder.as_ref(),
+        &progress,
+    )
+    .with_context(|| set.name())?;
+    progress.finish_and_clear();
+    if !options.quiet {
+        eprintln!("{}", report.summary("teacher", options.multiple_faces));
+    }
+    let mut rows = vec![0.0f32; read.samples.len() * AGE_BINS];
+    for (chip, row) in chips.iter().zip(teacher_distributions(
+        &stream,
+        &chips,
+        options.quiet,
+        device,
+    )?) {
+        rows[chip.sample * AGE_BINS..(chip.sample + 1) * AGE_BINS].copy_from_slice(&row);
+    }
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    files::write(out, &bytes)
+}
+
 /// Runs the teacher over the images (unless its answers are already in `<out>/teacher`).
 fn teach(options: &DistillOptions, device: &Device) -> Result<(PathBuf, Option<PathBuf>)> {
     let train = &options.train;
@@ -160,37 +266,20 @@ fn teach(options: &DistillOptions, device: &Device) -> Result<(PathBuf, Option<P
             options.images.display()
         );
     }
-    let progress = bar(train.quiet, "teacher [{bar:30}] {pos}/{len} faces {eta}");
-    progress.set_length(chips.len() as u64);
     let mut train_rows = Vec::new();
     let mut valid_rows = Vec::new();
-    let size = pretrained::CHIP_SIZE;
-    for batch in chips.chunks(64) {
-        let pixels: Vec<Vec<u8>> = batch
+    for (chip, row) in
+        chips
             .iter()
-            .map(|c| {
-                Ok(crate::data::images::decode_image(&c.path)?
-                    .to_rgb8()
-                    .into_raw())
-            })
-            .collect::<Result<_>>()?;
-        let mirrored: Vec<Vec<u8>> = pixels.iter().map(|p| mirror(p, size)).collect();
-        let refs: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-        let mirror_refs: Vec<&[u8]> = mirrored.iter().map(Vec::as_slice).collect();
-        let p = (stream.distributions(&refs, device) + stream.distributions(&mirror_refs, device))
-            / 2.0;
-        let rows = device::values(p, device)?;
-        for (chip, row) in batch.iter().zip(rows.chunks_exact(AGE_BINS)) {
-            let path = paths[chip.sample].clone();
-            if is_valid(&path, options.valid_fraction) {
-                valid_rows.push((path, row.to_vec()));
-            } else {
-                train_rows.push((path, row.to_vec()));
-            }
+            .zip(teacher_distributions(&stream, &chips, train.quiet, device)?)
+    {
+        let path = paths[chip.sample].clone();
+        if is_valid(&path, options.valid_fraction) {
+            valid_rows.push((path, row));
+        } else {
+            train_rows.push((path, row));
         }
-        progress.inc(batch.len() as u64);
     }
-    progress.finish_and_clear();
     if train_rows.is_empty() {
         bail!("every face fell into the validation split; lower --valid-fraction");
     }

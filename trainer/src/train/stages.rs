@@ -44,7 +44,7 @@ use crate::{
     data::sets::DatasetSpec,
     eval::fusion,
     train::{
-        run,
+        distill, run,
         spec::{OptimizerSpec, RunSpec, TrainOptions},
     },
 };
@@ -99,6 +99,10 @@ pub struct StageConfig {
     pub augment: Augmentation,
     /// An earlier stage whose final weights this one starts from.
     pub from: Option<String>,
+    /// An earlier stage whose final stream teaches this one: its distributions on this stage's
+    /// training faces (each face and its mirror image, averaged) are the KL targets in place of
+    /// the labels. The training set must be a single set; validation still uses the labels.
+    pub teacher: Option<String>,
     pub train: Vec<DatasetSpec>,
     #[serde(default)]
     pub valid: Vec<DatasetSpec>,
@@ -145,7 +149,12 @@ pub struct Stage {
     pub name: String,
     pub spec: RunSpec,
     pub epochs: usize,
+    /// The earlier stage that teaches this one (`teacher = "…"`).
+    pub teacher: Option<String>,
 }
+
+/// Where a taught stage keeps its teacher's answers, inside its folder.
+pub const TEACHER_TARGETS: &str = "teacher.targets";
 
 /// The folder of stage `name` in the run folder `out`.
 pub fn stage_dir(out: &Path, name: &str) -> PathBuf {
@@ -258,6 +267,21 @@ impl PipelineConfig {
             if stage.train.is_empty() {
                 bail!("{at} names no training set (train = [...])");
             }
+            let soft_targets = match &stage.teacher {
+                None => None,
+                Some(teacher) => {
+                    if !seen.iter().any(|(n, _)| n == teacher) {
+                        bail!("{at} is taught by `{teacher}`, which is not an earlier stage");
+                    }
+                    if stage.train.len() != 1 {
+                        bail!(
+                            "{at} is taught by `{teacher}`: a taught stage trains on exactly one \
+                             set (train = [one set])"
+                        );
+                    }
+                    Some(stage_dir(out, name).join(TEACHER_TARGETS))
+                }
+            };
             seen.push((name, architecture));
             let spec = RunSpec {
                 architecture,
@@ -274,7 +298,7 @@ impl PipelineConfig {
                 augment: stage.augment.clone(),
                 multiple_faces: self.preprocess.multiple_faces,
                 init,
-                soft_targets: None,
+                soft_targets,
                 seed: stage.seed,
             };
             // Every stage's numbers are checked before the first stage trains.
@@ -284,13 +308,18 @@ impl PipelineConfig {
                 name: name.to_string(),
                 epochs: stage.epochs,
                 spec,
+                teacher: stage.teacher.clone(),
             });
         }
         if let Some(fuse) = &self.fuse {
             let names: BTreeSet<&str> = seen.iter().map(|(n, _)| *n).collect();
             for stream in &fuse.streams {
-                if !names.contains(stream.as_str()) {
-                    bail!("[fuse] names the stream `{stream}`, which is no stage");
+                if !names.contains(stream.as_str()) && stream != fusion::PUBLISHED {
+                    bail!(
+                        "[fuse] names the stream `{stream}`, which is no stage (nor `{}`, the \
+                         published network)",
+                        fusion::PUBLISHED
+                    );
                 }
             }
             if fuse.streams.len() < 2 {
@@ -364,6 +393,18 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
             more_devices: options.more_devices.clone(),
             ..TrainOptions::new(stage.spec.clone(), stage.epochs, dir.clone())
         };
+        if let (Some(teacher), Some(targets)) = (&stage.teacher, &stage.spec.soft_targets) {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            distill::stage_targets(
+                &stage_dir(&options.out, teacher),
+                &stage.spec.train[0],
+                &run.load_options(),
+                targets,
+                device,
+            )
+            .with_context(|| format!("stage `{}`: its teacher `{teacher}`", stage.name))?;
+        }
         let summary = run::train(&run, device, device_name)
             .with_context(|| format!("stage `{}`", stage.name))?;
         if !summary.finished {
@@ -374,7 +415,13 @@ pub fn run(options: &RunPipeline, device: &Device, device_name: &str) -> Result<
         let streams: Vec<PathBuf> = fuse_config
             .streams
             .iter()
-            .map(|s| stage_dir(&options.out, s).join(CARD_FILE))
+            .map(|s| {
+                if stages.iter().all(|stage| stage.name != *s) && s == fusion::PUBLISHED {
+                    PathBuf::from(fusion::PUBLISHED)
+                } else {
+                    stage_dir(&options.out, s).join(CARD_FILE)
+                }
+            })
             .collect();
         let fit = fusion::fit_streams(
             &streams,
