@@ -1,8 +1,9 @@
 //! The demo page's Content-Security-Policy, written into the built page (`dist/index.html`)
 //! after `trunk build`: the page may load its own files and nothing else, so that no build that
-//! ships can send a frame, or anything, to another server, whoever serves it. Its inline
-//! scripts (the page's own, and trunk's loader, whose file names change with every build) and
-//! its style sheet are allowed by their sha256, so the policy is computed from the built file.
+//! ships can send a frame, or anything, to another server, whoever serves it. The page's own
+//! script (`page.js`) and the worker's are its own files, allowed as `'self'`; any inline script
+//! (trunk's loader, whose file names change with every build, where one is emitted) and its
+//! style sheet are allowed by their sha256, so the policy is computed from the built file.
 
 use std::{fs, path::Path};
 

@@ -58,6 +58,21 @@ pub fn std_dev(p: &[f32]) -> Result<f32, DldlError> {
 }
 
 /// The ages with the highest probability, most probable first.
+/// `p` raised to `1 / temperature` and renormalised: what dividing the logits that gave `p` by
+/// `temperature` gives (sharper below 1, flatter above; 1 changes nothing).
+pub fn sharpen(p: &[f32], temperature: f32) -> Vec<f32> {
+    let inverse = 1.0 / f64::from(temperature);
+    // In log space from the largest bin, so that small probabilities do not underflow first.
+    let logs: Vec<f64> = p
+        .iter()
+        .map(|&x| f64::from(x).max(1e-300).ln() * inverse)
+        .collect();
+    let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let raised: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+    let sum: f64 = raised.iter().sum();
+    raised.iter().map(|r| (r / sum) as f32).collect()
+}
+
 pub fn top_ages(p: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut ranked: Vec<(usize, f32)> = p.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -88,6 +103,22 @@ pub fn std_devs(p: Tensor<2>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sharpening_narrows_a_distribution_and_one_changes_nothing() {
+        let p = label::label_distribution(40.0, 6.0).unwrap();
+        let same = sharpen(&p, 1.0);
+        assert!(p.iter().zip(&same).all(|(a, b)| (a - b).abs() < 1e-6));
+        // A Gaussian at temperature T is a Gaussian with σ·√T (before the grid's edges).
+        let sharp = sharpen(&p, 0.25);
+        assert!(
+            (std_dev(&sharp).unwrap() - 3.0).abs() < 0.05,
+            "{}",
+            std_dev(&sharp).unwrap()
+        );
+        assert!((expected_age(&sharp).unwrap() - 40.0).abs() < 0.01);
+        assert!((sharp.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
     use burn::tensor::Device;
 
     #[test]

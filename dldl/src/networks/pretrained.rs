@@ -521,6 +521,15 @@ impl PretrainedAgeNet {
     /// ages 0–80 are kept; ages 81–100 start with zero weights and the lowest learnt bias, so
     /// they begin as unlikely as the least likely published age and the distribution over 0–80,
     /// renormalised, is unchanged.
+    /// The same network with its logits divided by `temperature` (the head's weights and bias
+    /// scaled by its inverse): its distributions become `p^(1/T)`, renormalised.
+    pub fn with_temperature(self, temperature: f32) -> Self {
+        PretrainedAgeNet {
+            head: scale_linear(self.head, 1.0 / temperature),
+            ..self
+        }
+    }
+
     pub fn widen_to_age_grid(self) -> Self {
         let ages = self.ages();
         if ages >= AGE_BINS {
@@ -553,6 +562,14 @@ impl PretrainedAgeNet {
             },
             ..self
         }
+    }
+}
+
+/// `linear` with its weights and bias multiplied by `factor`.
+pub(crate) fn scale_linear(linear: Linear, factor: f32) -> Linear {
+    Linear {
+        weight: linear.weight.map(|w| (w * factor).detach()),
+        bias: linear.bias.map(|b| b.map(|b| (b * factor).detach())),
     }
 }
 

@@ -302,6 +302,19 @@ impl AgeNetConfig {
 }
 
 impl AgeNet {
+    /// The same network with its logits divided by `temperature` (> 0; its head's weights and
+    /// bias scaled by the inverse): each distribution becomes `p^(1/T)`, renormalised, sharper
+    /// below 1 and flatter above. How a calibration fitted on validation is stored in the
+    /// weights, so that every product that runs them gets it.
+    pub fn with_temperature(self, temperature: f32) -> Self {
+        match self {
+            AgeNet::Vgg(net) => AgeNet::Vgg(VggNet {
+                head: crate::networks::pretrained::scale_linear(net.head, 1.0 / temperature),
+                ..net
+            }),
+            AgeNet::Pretrained(net) => AgeNet::Pretrained(net.with_temperature(temperature)),
+        }
+    }
     /// The same network for inference only, with its normalisations folded into its convs:
     /// batch norms (the VGG family, [`VggNet::fold_batch_norm`]) or the pretrained network's
     /// affine layers, with its convs lowered to matrix products on the
@@ -392,6 +405,44 @@ impl VggNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A temperature stored in the head divides the logits: the distributions become
+    /// `p^(1/T)` renormalised, for the VGG-style streams and the pretrained one.
+    #[test]
+    fn a_temperature_in_the_head_sharpens_the_distributions() {
+        use burn::tensor::Distribution;
+        let device = Device::flex();
+        device.seed(5);
+        let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Uniform(-1.0, 1.0), &device);
+        for net in [
+            AgeNetConfig::new(Architecture::TinyAgeNet)
+                .with_input_size(64)
+                .init(&device)
+                .unwrap(),
+            AgeNet::Pretrained(
+                crate::networks::pretrained::PretrainedAgeNetConfig::new()
+                    .init(&device)
+                    .widen_to_age_grid(),
+            ),
+        ] {
+            let plain: Vec<f32> = net.distribution(x.clone()).into_data().to_vec().unwrap();
+            let sharp: Vec<f32> = net
+                .with_temperature(0.5)
+                .distribution(x.clone())
+                .into_data()
+                .to_vec()
+                .unwrap();
+            for (p, q) in plain.chunks(AGE_BINS).zip(sharp.chunks(AGE_BINS)) {
+                let expected = crate::distribution::sharpen(p, 0.5);
+                let worst = expected
+                    .iter()
+                    .zip(q)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst < 1e-5, "{worst}");
+            }
+        }
+    }
     use burn::tensor::TensorData;
 
     fn params(architecture: Architecture) -> usize {

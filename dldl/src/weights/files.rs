@@ -50,14 +50,35 @@ pub const LANDMARKS: ModelFile = ModelFile {
 };
 
 /// What a damaged shipped stream needs.
-pub const RESTORE_STREAMS: &str = "restore it with `git checkout -- models/streams` (or export your own \
+const RESTORE_STREAMS: &str = "restore it with `git checkout -- models/streams` (or export your own \
                                stream under another --name)";
 
 /// The streams trained on UTKFace that ship in the repository (`models/streams/`), every file
 /// pinned: each stream's card and its weights (not the list, `streams/index.json`, to which
 /// `trainer export` adds a user's own streams). `configs/utkface.toml` trains them;
 /// `models/streams/README.md` is their model card.
-pub const SHIPPED_STREAMS: &[ModelFile] = &[];
+pub const SHIPPED_STREAMS: &[ModelFile] = &[
+    ModelFile {
+        path: "streams/resnet-utkface/stream.json",
+        sha256: "a5c8e24faf15603dc4ee1cdcb3a126696e266d7fa5b0779f0082bd215a56aee7",
+        fix: RESTORE_STREAMS,
+    },
+    ModelFile {
+        path: "streams/resnet-utkface/weights.bpk",
+        sha256: "5e5510c3b268bde9a1c4ed5c5ff5bb276091f2fe9b095269e6e9e8edbdc59f9c",
+        fix: RESTORE_STREAMS,
+    },
+    ModelFile {
+        path: "streams/tiny-utkface/stream.json",
+        sha256: "26c2b7205b4ba01525f0ac346cdbe151a1895420dcd18dc75847fb78f94dca45",
+        fix: RESTORE_STREAMS,
+    },
+    ModelFile {
+        path: "streams/tiny-utkface/weights.bpk",
+        sha256: "a2aeb79c7a33065d457b743f34710de42b83b0be4492c63557f352531f498b9c",
+        fix: RESTORE_STREAMS,
+    },
+];
 
 /// The pin of `path` (relative to the model folder, `/`-separated) when it is a file of a
 /// shipped stream.

@@ -34,6 +34,8 @@ pub struct ExportOptions {
     pub weight: f32,
     /// The published network's fusion weight, written into the index when given.
     pub pretrained_weight: Option<f32>,
+    /// The stream's logits are divided by this (a calibration fitted on validation; 1: none).
+    pub temperature: f32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +104,16 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
             options.name
         );
     }
-    let loaded = card::load_model(&options.model, device)?;
+    if !(options.temperature.is_finite() && options.temperature > 0.0) {
+        bail!(
+            "the temperature (from --fusion's file) must be a number above 0, not {}",
+            options.temperature
+        );
+    }
+    let mut loaded = card::load_model(&options.model, device)?;
+    if options.temperature != 1.0 {
+        loaded.model = loaded.model.with_temperature(options.temperature);
+    }
     let synthetic = loaded.card.data.kind == "synthetic";
     if synthetic && !options.allow_synthetic {
         bail!(
@@ -146,7 +157,14 @@ pub fn export(options: &ExportOptions, device: &Device) -> Result<ExportReport> 
             loaded.card.parameters,
             loaded.card.loss,
             loaded.card.data.train.join(" + ")
-        ),
+        ) + &if options.temperature == 1.0 {
+            String::new()
+        } else {
+            format!(
+                "; logits ÷ {:.2} (temperature fitted on validation for an honest spread)",
+                options.temperature
+            )
+        },
         validation: loaded.card.validation.clone(),
         weight: options.weight,
         weights_bytes: Some(half_bytes.len() as u64),
@@ -263,6 +281,7 @@ mod tests {
             allow_synthetic: false,
             weight: 0.5,
             pretrained_weight: None,
+            temperature: 1.0,
         }
     }
 

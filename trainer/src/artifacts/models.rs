@@ -213,6 +213,92 @@ mod tests {
     use super::*;
     use crate::device::{self, DeviceChoice};
 
+    /// The streams that ship in the repository's `models/streams/` load: their files match their
+    /// pins, their weights are finite, and they run by default (the published network only
+    /// where the index gives it weight).
+    #[test]
+    fn the_shipped_streams_load_and_match_their_pins() {
+        let models = crate::crate_dir().join("../models");
+        let index = stream_index(&models).unwrap();
+        assert_eq!(index.streams, ["resnet-utkface", "tiny-utkface"]);
+        assert_eq!(files::SHIPPED_STREAMS.len(), 2 * index.streams.len());
+        for pin in files::SHIPPED_STREAMS {
+            let bytes = std::fs::read(models.join(pin.path))
+                .unwrap_or_else(|e| panic!("{}: {e}", pin.path));
+            pin.check(pin.path, &bytes).unwrap();
+        }
+        let device = Device::flex();
+        let loaded = load_exported(&models, &device).unwrap();
+        assert_eq!(loaded.len(), 2);
+        for (card, model) in &loaded {
+            assert!(card.description.contains("utkface"), "{}", card.description);
+            assert!(card.weight > 0.0, "{}: weight {}", card.name, card.weight);
+            assert_eq!(
+                dldl::weights::exported::non_finite_parameters(model)
+                    .unwrap()
+                    .0,
+                0
+            );
+        }
+        let (estimator, warnings) =
+            estimator(&models, &[], FusionRule::Arithmetic, true, &device).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let names: Vec<&str> = estimator.streams.iter().map(|s| s.name.as_str()).collect();
+        let published = index.published_weight() > 0.0;
+        assert_eq!(names.contains(&"pretrained"), published, "{names:?}");
+        assert!(
+            names.ends_with(&["resnet-utkface", "tiny-utkface"]),
+            "{names:?}"
+        );
+    }
+
+    /// A shipped stream's weights changed by one byte, or cut short, are refused in one line
+    /// naming the file and how to restore it.
+    #[test]
+    fn a_damaged_shipped_stream_is_named_with_the_fix() {
+        let models = crate::crate_dir().join("../models");
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("streams/tiny-utkface");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(
+            models.join("streams/index.json"),
+            dir.path().join("streams/index.json"),
+        )
+        .unwrap();
+        for name in ["resnet-utkface", "tiny-utkface"] {
+            let folder = dir.path().join("streams").join(name);
+            std::fs::create_dir_all(&folder).unwrap();
+            for file in ["stream.json", "weights.bpk"] {
+                std::fs::copy(
+                    models.join("streams").join(name).join(file),
+                    folder.join(file),
+                )
+                .unwrap();
+            }
+        }
+        let weights = copy.join("weights.bpk");
+        let mut bytes = std::fs::read(&weights).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&weights, &bytes).unwrap();
+        let error = format!(
+            "{:#}",
+            load_exported(dir.path(), &Device::flex()).unwrap_err()
+        );
+        assert!(
+            error.contains("tiny-utkface/weights.bpk")
+                && error.contains("git checkout -- models/streams"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let error = format!(
+            "{:#}",
+            load_exported(dir.path(), &Device::flex()).unwrap_err()
+        );
+        assert!(error.contains("truncated"), "{error}");
+    }
+
     /// The pretrained network, widened to the 101 ages, fine-tunes with a DLDL loss like any
     /// other stream: a few Adam steps on a fixed batch lower the loss.
     #[test]

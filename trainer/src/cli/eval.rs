@@ -262,13 +262,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 })
             })
             .collect::<Result<_>>()?;
+        // The trained streams at the fusion's temperature, as `trainer export --fusion` stores
+        // them.
+        let published: Vec<bool> = candidates.iter().map(|c| is_published(&c.path)).collect();
+        let calibrated = fusion::at_temperature(
+            &results
+                .iter()
+                .map(|r| r.distributions.clone())
+                .collect::<Vec<_>>(),
+            &published,
+            fit.temperature,
+        );
         let mut expected = Vec::with_capacity(mu.len());
         let mut distributions = Vec::with_capacity(mu.len());
         for i in 0..mu.len() {
-            let streams: Vec<&[f32]> = results
-                .iter()
-                .map(|r| r.distributions[i].as_slice())
-                .collect();
+            let streams: Vec<&[f32]> = calibrated.iter().map(|d| d[i].as_slice()).collect();
             let fused = fuse(&streams, &weights, fit.rule)?;
             expected.push(fused.expected_age);
             distributions.push(fused.distribution);
@@ -281,7 +289,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .join(" + ");
         results.push(evaluated(
             "fused".to_string(),
-            format!("fused ({:?}): {what}", fit.rule),
+            format!(
+                "fused ({:?}, trained streams at temperature {:.2}): {what}",
+                fit.rule, fit.temperature
+            ),
             &mu,
             &sigma,
             expected,

@@ -55,6 +55,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let pretrained_weight = fit
         .as_ref()
         .and_then(eval::fusion::FusionFit::published_weight);
+    // The fusion's temperature goes into the weights (see `FusionFit::temperature`).
+    let temperature = fit.as_ref().map_or(1.0, |fit| fit.temperature);
     let report = export(
         &ExportOptions {
             model: args.model,
@@ -64,6 +66,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             allow_synthetic: args.allow_synthetic,
             weight,
             pretrained_weight,
+            temperature,
         },
         &device,
     )?;
