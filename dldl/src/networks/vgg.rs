@@ -425,12 +425,16 @@ mod tests {
                     .widen_to_age_grid(),
             ),
         ] {
-            let plain: Vec<f32> = net.distribution(x.clone()).into_data().to_vec().unwrap();
+            let plain: Vec<f32> = net
+                .distribution(x.clone())
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             let sharp: Vec<f32> = net
                 .with_temperature(0.5)
                 .distribution(x.clone())
                 .into_data()
-                .to_vec()
+                .try_to_vec::<f32>()
                 .unwrap();
             for (p, q) in plain.chunks(AGE_BINS).zip(sharp.chunks(AGE_BINS)) {
                 let expected = crate::distribution::sharpen(p, 0.5);
