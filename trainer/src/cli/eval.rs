@@ -348,13 +348,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     if run.json {
+        // One model: its metrics, decades and predictions at the top, as scripts read them;
+        // every result (several models, the fusion) under `results`.
+        let first = &results[0];
         let json = serde_json::json!({
+            "model": args.models[0],
             "data": data,
             "device": device_name,
             "skipped": skipped,
             "flip": args.flip,
+            "metrics": first.metrics,
+            "mae_by_decade": first.mae_by_decade,
+            "calibration": first.calibration,
+            "predictions": first.expected,
             "results": results,
-            "predictions": results.iter().map(|r| (r.name.clone(), r.expected.clone())).collect::<BTreeMap<_, _>>(),
+            "predictions_by_result": results
+                .iter()
+                .map(|r| (r.name.clone(), r.expected.clone()))
+                .collect::<BTreeMap<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
