@@ -1011,7 +1011,7 @@ fn cargo_xtask_demo_serves_a_page_that_starts_and_estimates() {
         "the page should be served by the process `cargo xtask demo` became:\n{}",
         demo.printed()
     );
-    let missing = ureq::get(&format!("{url}models/streams/index.json")).call();
+    let missing = ureq::get(&format!("{url}models/streams/no-such-stream/stream.json")).call();
     assert!(
         matches!(missing, Err(ureq::Error::Status(404, _))),
         "a missing file must be a 404, got {missing:?}"
