@@ -8,7 +8,7 @@ use dldl::{
     distribution::fusion::FusionRule,
     face::detector::BlazeFace,
     face::landmarks::ShapePredictor,
-    face::pipeline::{Estimator, Stream},
+    face::pipeline::{Estimator, Stream, with_published},
     face::tracking::Tracker,
     networks::pretrained::PretrainedAgeNet,
     weights::exported::{self, ExportedStream},
@@ -237,16 +237,11 @@ impl AgeEstimator {
         }
         // The published network runs where the fusion gives it weight (index.json's
         // `pretrained_weight`, 1 when absent), and alone when no exported stream loaded.
-        let published = exported::StreamIndex {
-            streams: Vec::new(),
-            pretrained_weight,
-        }
-        .published_weight();
-        if published > 0.0 || streams.is_empty() {
-            let mut stream = Stream::pretrained(age);
-            stream.weight = if streams.is_empty() { 1.0 } else { published };
-            streams.insert(0, stream);
-        }
+        let streams = with_published(
+            streams,
+            exported::published_weight(pretrained_weight),
+            || Ok::<_, JsError>(age),
+        )?;
         step("exported streams");
         let estimator = Estimator {
             detector,

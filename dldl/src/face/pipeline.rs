@@ -54,6 +54,23 @@ impl Stream {
     }
 }
 
+/// The streams to run: `streams` (the exported ones that loaded), with the published network
+/// ahead of them where the fusion gives it `weight` (the streams' index says; see
+/// [`published_weight`](crate::weights::exported::published_weight)), and alone, at weight 1,
+/// when no other stream would run. `published` gives the network only when it is needed.
+pub fn with_published<E>(
+    mut streams: Vec<Stream>,
+    weight: f32,
+    published: impl FnOnce() -> Result<PretrainedAgeNet, E>,
+) -> Result<Vec<Stream>, E> {
+    if weight > 0.0 || streams.is_empty() {
+        let mut stream = Stream::pretrained(published()?);
+        stream.weight = if streams.is_empty() { 1.0 } else { weight };
+        streams.insert(0, stream);
+    }
+    Ok(streams)
+}
+
 /// One stream's answer for one face.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamEstimate {

@@ -36,14 +36,20 @@ pub struct StreamIndex {
 }
 
 impl StreamIndex {
-    /// The published network's weight in the fusion: [`StreamIndex::pretrained_weight`], 1
-    /// when absent, 0 for a value that is not a finite number of 0 or more.
+    /// The published network's weight in the fusion: [`published_weight`] of
+    /// [`StreamIndex::pretrained_weight`].
     pub fn published_weight(&self) -> f32 {
-        match self.pretrained_weight {
-            None => 1.0,
-            Some(w) if w.is_finite() && w >= 0.0 => w,
-            Some(_) => 0.0,
-        }
+        published_weight(self.pretrained_weight)
+    }
+}
+
+/// The published network's weight from an index's `pretrained_weight`: 1 when absent, 0 for a
+/// value that is not a finite number of 0 or more.
+pub fn published_weight(pretrained_weight: Option<f32>) -> f32 {
+    match pretrained_weight {
+        None => 1.0,
+        Some(w) if w.is_finite() && w >= 0.0 => w,
+        Some(_) => 0.0,
     }
 }
 

@@ -12,7 +12,7 @@ use dldl::{
     distribution::fusion::FusionRule,
     face::detector::BlazeFace,
     face::landmarks::ShapePredictor,
-    face::pipeline::{Estimator, FaceFinder, Stream},
+    face::pipeline::{Estimator, FaceFinder, Stream, with_published},
     networks::{pretrained::PretrainedAgeNet, vgg::AgeNet},
     weights::exported::{self, ExportedStream, StreamIndex},
     weights::files::{self, ModelFile},
@@ -175,13 +175,7 @@ pub fn estimator(
             weight: card.weight,
         });
     }
-    // The published network runs where the fusion gives it weight, and alone where nothing
-    // else would run.
-    if published > 0.0 || all.is_empty() {
-        let mut stream = Stream::pretrained(load_pretrained(models, device)?);
-        stream.weight = if all.is_empty() { 1.0 } else { published };
-        all.insert(0, stream);
-    }
+    let mut all = with_published(all, published, || load_pretrained(models, device))?;
     for path in streams {
         let loaded = card::load_model(path, device)?;
         if loaded.card.data.kind == "synthetic" {

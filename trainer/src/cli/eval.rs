@@ -156,7 +156,7 @@ fn evaluated(
         what,
         metrics: metrics.report().context("no images to evaluate")?,
         mae_by_decade: report::per_decade(&expected, mu),
-        calibration: report::calibration(&expected, &distributions, mu),
+        calibration: report::calibration(&distributions, mu),
         expected,
         distributions,
     })
@@ -320,15 +320,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             }
         }
     }
-    let data = match (&args.utkface, &args.data) {
-        (Some(dir), _) => DatasetSpec::Utkface(FolderSpec {
-            dir: dir.clone(),
-            sigma: None,
-            faces: Default::default(),
-            limit: None,
-            list: args.list.clone(),
-        })
-        .name(),
+    let data = match (&spec, &args.data) {
+        (Some(spec), _) => spec.name(),
         (None, Some(csv)) => csv.display().to_string(),
         (None, None) => String::new(),
     };

@@ -22,7 +22,7 @@ use crate::{
     artifacts::{card, models},
     data::load::LoadOptions,
     data::sets::DatasetSpec,
-    eval::report::evaluate,
+    eval::report::{calibration, evaluate},
     progress::bar,
 };
 
@@ -128,29 +128,13 @@ pub fn fit_temperature(
     for t in temperatures() {
         let fused =
             fused_distributions(&at_temperature(distributions, published, t), weights, rule)?;
-        let [one, _] = within_sigma(&fused, mu)?;
-        let miss = (one - ONE_SIGMA).abs();
+        let miss = (calibration(&fused, mu).within_1_sigma - ONE_SIGMA).abs();
         if miss < best.1 - 1e-9 || (miss < best.1 + 1e-9 && (t - 1.0).abs() < (best.0 - 1.0).abs())
         {
             best = (t, miss);
         }
     }
     Ok(best.0)
-}
-
-/// The share of faces whose true age lies within ±1σ and ±2σ of their distribution.
-pub fn within_sigma(distributions: &[Vec<f32>], mu: &[f32]) -> Result<[f64; 2]> {
-    let mut counts = [0usize; 2];
-    for (p, &m) in distributions.iter().zip(mu) {
-        let (e, s) = (
-            dldl::distribution::expected_age(p)?,
-            dldl::distribution::std_dev(p)?,
-        );
-        counts[0] += usize::from((e - m).abs() <= s);
-        counts[1] += usize::from((e - m).abs() <= 2.0 * s);
-    }
-    let n = mu.len().max(1) as f64;
-    Ok([counts[0] as f64 / n, counts[1] as f64 / n])
 }
 
 impl FusionFit {
@@ -305,7 +289,7 @@ pub fn fit_streams(
     let temperature = fit_temperature(&distributions, &published, &weights, rule, &mu)?;
     let calibrated = at_temperature(&distributions, &published, temperature);
     let fused = fused_metrics(&calibrated, &weights, rule, &mu, &sigma)?;
-    let within = within_sigma(&fused_distributions(&calibrated, &weights, rule)?, &mu)?;
+    let within = calibration(&fused_distributions(&calibrated, &weights, rule)?, &mu);
     for (stream, weight) in streams.iter_mut().zip(weights) {
         stream.weight = weight;
     }
@@ -315,7 +299,7 @@ pub fn fit_streams(
         fused,
         valid: valid.iter().map(DatasetSpec::name).collect(),
         temperature,
-        within_sigma: Some(within),
+        within_sigma: Some([within.within_1_sigma, within.within_2_sigma]),
     })
 }
 
@@ -394,7 +378,8 @@ mod tests {
             FusionRule::Arithmetic,
         )
         .unwrap();
-        let [one, two] = within_sigma(&fused, &mu).unwrap();
+        let c = calibration(&fused, &mu);
+        let (one, two) = (c.within_1_sigma, c.within_2_sigma);
         assert!((0.5..0.85).contains(&one) && two > 0.9, "{one} {two}");
     }
 

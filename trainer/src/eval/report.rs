@@ -160,12 +160,15 @@ pub struct Calibration {
     pub mean_sigma: f64,
 }
 
-/// [`Calibration`] of the predictions `expected` with their `distributions` against the true
-/// ages `mu` (a distribution that is not one counts as missing the age).
-pub fn calibration(expected: &[f32], distributions: &[Vec<f32>], mu: &[f32]) -> Calibration {
+/// [`Calibration`] of the predicted `distributions` against the true ages `mu` (a
+/// distribution that is not one counts as missing the age).
+pub fn calibration(distributions: &[Vec<f32>], mu: &[f32]) -> Calibration {
     let (mut one, mut two, mut sigmas) = (0usize, 0usize, 0.0f64);
-    for ((&e, p), &m) in expected.iter().zip(distributions).zip(mu) {
-        let Ok(sigma) = dldl::distribution::std_dev(p) else {
+    for (p, &m) in distributions.iter().zip(mu) {
+        let (Ok(e), Ok(sigma)) = (
+            dldl::distribution::expected_age(p),
+            dldl::distribution::std_dev(p),
+        ) else {
             continue;
         };
         let error = (e - m).abs();
@@ -211,7 +214,7 @@ mod tests {
         let e = dldl::distribution::expected_age(&p).unwrap();
         // True ages 0.5σ, 1.5σ and 3σ away: one within ±1σ, two within ±2σ.
         let mu = [e + 0.5 * sigma, e - 1.5 * sigma, e + 3.0 * sigma];
-        let c = calibration(&[e; 3], &vec![p; 3], &mu);
+        let c = calibration(&vec![p; 3], &mu);
         assert!((c.within_1_sigma - 1.0 / 3.0).abs() < 1e-9, "{c:?}");
         assert!((c.within_2_sigma - 2.0 / 3.0).abs() < 1e-9, "{c:?}");
         assert!((c.mean_sigma - f64::from(sigma)).abs() < 1e-6, "{c:?}");
