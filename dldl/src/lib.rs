@@ -1,15 +1,18 @@
 //! Deep label distribution learning (DLDL) for apparent age.
 //!
-//! The shared crate of the trainer and the browser demo, in four groups:
+//! The shared crate of the trainer and the browser demo, in layers; each reads only those above
+//! it (`tests/layers.rs` holds them to it):
 //!
 //! - [`distribution`]: the maths over the 101-bin age grid: label distributions, summaries,
-//!   the DLDL / DLDL-v2 losses, the ChaLearn metrics, the fusion of several streams. It uses
-//!   nothing else of the crate.
+//!   the DLDL / DLDL-v2 losses, the ChaLearn metrics, the fusion of several streams.
+//! - [`onnx`]: the ONNX reader the pretrained network and the detector load through.
 //! - [`networks`]: the age networks (the VGG family, the pretrained network) and their input.
-//! - [`weights`]: weights on disk: the ONNX reader the pretrained networks and the detector load
-//!   through, and the exported streams of the demo (a VGG-family network with its card).
+//! - [`weights`]: weights on disk: the exported streams of the demo (a VGG-family network with
+//!   its card) and the model files' pinned digests.
 //! - [`face`]: the face pipeline: detector, five landmarks, alignment, the estimator that puts
-//!   them together, tracking over frames. It uses all of the above; nothing uses it.
+//!   them together, tracking over frames. Nothing in the crate uses it.
+//!
+//! [`error`] and the few items at the top are shared by all.
 //!
 //! Everything here compiles for native targets and for `wasm32-unknown-unknown`.
 
@@ -17,6 +20,7 @@ pub mod distribution;
 pub mod error;
 pub mod face;
 pub mod networks;
+pub mod onnx;
 pub mod weights;
 
 pub use burn;

@@ -20,7 +20,7 @@ use burn::{
 };
 use image::RgbImage;
 
-use crate::{DldlError, weights::onnx::OnnxWeights};
+use crate::{DldlError, onnx::OnnxWeights};
 
 /// Side of the network's square input.
 pub const INPUT_SIZE: usize = 128;

@@ -25,7 +25,7 @@ use burn::{
     },
 };
 
-use crate::{AGE_BINS, DldlError, networks::preprocess::Normalization, weights::onnx::OnnxWeights};
+use crate::{AGE_BINS, DldlError, networks::preprocess::Normalization, onnx::OnnxWeights};
 
 /// Side of the face chips the network was trained on.
 pub const CHIP_SIZE: usize = 64;
