@@ -882,6 +882,32 @@ fn an_html_page_in_place_of_the_stream_index_is_no_exported_stream() {
     );
 }
 
+#[test]
+fn a_missing_browser_or_driver_is_said_in_one_line_at_once() {
+    // Both return before anything is started: no wait for chromedriver's port.
+    let no_chromium = Browser::start_with(None, "chromedriver", &[])
+        .err()
+        .unwrap();
+    let no_driver = Browser::start_with(
+        page::chromium().or(Some("chromium".to_string())),
+        "/nonexistent/chromedriver",
+        &[],
+    )
+    .err()
+    .unwrap();
+    for (message, names) in [(&no_chromium, "chromium"), (&no_driver, "chromium-driver")] {
+        assert!(!message.contains('\n'), "more than one line: {message}");
+        assert!(
+            message.contains(names) && message.contains("cargo xtask test"),
+            "{message}"
+        );
+    }
+    assert!(
+        no_driver.contains("/nonexistent/chromedriver"),
+        "{no_driver}"
+    );
+}
+
 /// A free port on 127.0.0.1 (free when asked; the demo binds it right after).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

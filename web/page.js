@@ -11,14 +11,15 @@ const PALETTE = ["#e63c28", "#28aa46", "#f0a000", "#963cc8", "#00a0be", "#c8288c
 // each frame's time; settled: the page gave up starting, or a photo was estimated.
 // frameMs: from grabbing a frame to its answer; workerMs: the worker's part of it;
 // videoFrames: new camera frames seen, replaced: those a newer one replaced while the worker
-// was busy; longTasks: this thread's tasks over 50 ms (`camera`: while the camera ran);
+// was busy; longTasks: this thread's tasks over 50 ms (`camera`: while the camera ran), and
+// longFrames: the long animation frames, with what ran in them;
 // every: the settled-track rule's period; networkFaces of seenFaces: the faces the age
 // network ran on, of all faces shown; faceCounts: faces in each frame.
 const state = {
   backend: null, backendReason: null, adapter: null, warmUpMs: null, streams: [],
   frames: 0, msPerFrame: null, frameMs: [], workerMs: [], firstEstimateMs: null, faces: [],
   videoFrames: 0, replaced: 0, cameraRuns: 0, cameraStartedMs: null, photos: 0,
-  photoScaledFrom: null, restarts: 0, longTasks: [], errors: [], settled: false, timeline: {},
+  photoScaledFrom: null, restarts: 0, longTasks: [], longFrames: [], errors: [], settled: false, timeline: {},
   every: null, faceCounts: [], networkFaces: 0, seenFaces: 0, threads: null, threadsWhy: null,
 };
 // When each step of the start was done, in ms from the page's start (the first time only):
@@ -146,6 +147,15 @@ async function json(url, fix) {
   }
 }
 
+// A file's sha256 in hex, computed by the browser off this thread; null without
+// `crypto.subtle` (a page that is not secure), and the estimator hashes the file itself.
+async function sha256(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) return null;
+  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // Streams written by `trainer export` into models/streams/, listed in its index.json. The
 // index is absent until a stream is exported; a stream that cannot be read is said and left
 // out, and the others run.
@@ -161,11 +171,12 @@ async function exportedStreams() {
     problem("models/streams/index.json is not a stream index (it needs {\"streams\": [folder names]}): export a stream again with `trainer export` to rewrite it; the page runs the pretrained stream alone.");
     return [];
   }
-  const streams = [];
   // The published network's fusion weight beside these streams (absent: 1).
   const w = index.pretrained_weight;
   pretrainedWeight = typeof w === "number" && Number.isFinite(w) && w >= 0 ? w : null;
-  for (const folder of names) {
+  // All at once, each hashed by the browser as soon as it has arrived (see downloadWeights);
+  // they keep the index's order, which is the fusion's.
+  const one = async (folder) => {
     const again = `export it again with \`trainer export --name ${folder}\`; the page runs without it`;
     try {
       const card = await json(`models/streams/${folder}/stream.json`, again);
@@ -174,10 +185,11 @@ async function exportedStreams() {
       }
       const expected = Number.isInteger(card.weights_bytes) ? card.weights_bytes : null;
       const weights = await download(`models/streams/${folder}/weights.bpk`, 0.1 / names.length, again, expected);
-      streams.push({ folder, card, weights });
-    } catch (e) { problem(e.message); }
-  }
-  return streams;
+      return { folder, card, weights, digest: await sha256(weights) };
+    } catch (e) { problem(e.message); return null; }
+  };
+  const streams = await Promise.all(names.map(one));
+  return streams.filter(Boolean);
 }
 
 // ---- the estimator's worker -------------------------------------------------------------
@@ -275,10 +287,8 @@ async function downloadWeights() {
   // Each file is hashed by the browser (off this thread) as soon as it has arrived, while
   // the others still download; the estimator checks the digests against the files it was
   // built for. Without `crypto.subtle` (a page that is not secure) it hashes them itself.
-  const subtle = globalThis.crypto?.subtle;
-  const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
   const hashed = (url, share) => download(url, share, FETCH_MODELS)
-    .then(async (bytes) => [bytes, subtle ? hex(await subtle.digest("SHA-256", bytes)) : null]);
+    .then(async (bytes) => [bytes, await sha256(bytes)]);
   // All at once: each download is mostly waiting on the network.
   const [[detector, d1], [landmarks, d2], [age, d3], streams] = await Promise.all([
     hashed("models/blazeface/face_detection_short_range.onnx", 0.04),
@@ -286,7 +296,7 @@ async function downloadWeights() {
     hashed("models/age-v1.onnx", 0.7),
     exportedStreams(),
   ]);
-  weights = { detector, landmarks, age, streams, pretrainedWeight, digests: subtle ? [d1, d2, d3] : null };
+  weights = { detector, landmarks, age, streams, pretrainedWeight, digests: d1 && d2 && d3 ? [d1, d2, d3] : null };
 }
 
 // What the worker answered about its backend, shown and kept in `state`.
@@ -371,46 +381,71 @@ function drawFaces(ctx, faces) {
   });
 }
 
+// The charts' canvases: one is made and drawn on at the start (`warmUpDrawing`), so that the
+// first answer's chart finds its canvas allocated, its code compiled and the fonts resolved.
+// On a CPU slowed 4× the first chart's task took 86–93 ms before (`cargo xtask bench-page`).
+const spareCharts = [];
+function chartCanvas() {
+  // A spare one is kept as it is: setting a canvas's size, even to the same, resets it.
+  if (spareCharts.length) return spareCharts.pop();
+  const c = document.createElement("canvas");
+  c.width = 800; c.height = 200; c.className = "face-chart";
+  return c;
+}
+const FONTS = ["bold 18px system-ui", "13px system-ui", "12px system-ui"];
+// A chart of a made-up face drawn on the spare canvas, then wiped: the same code and fonts as
+// a real one.
+function warmUpDrawing() {
+  const c = chartCanvas(), ctx = c.getContext("2d");
+  for (const font of FONTS) { ctx.font = font; ctx.fillText("face 1: 0123456789.± years (fused)", 10, 20); }
+  const flat = Array(101).fill(1 / 101);
+  const face = { expected_age: 50, sigma: 10, distribution: flat, alignment: { method: "landmarks" }, streams: [{ name: "stream", expected_age: 50, distribution: flat }] };
+  drawChart(c, { face, frames: 1 }, 0);
+  ctx.clearRect(0, 0, c.width, c.height);
+  spareCharts.push(c);
+}
+
 function drawCharts(faces) {
   const holder = $("charts");
   while (holder.children.length > faces.length) holder.lastChild.remove();
-  while (holder.children.length < faces.length) {
-    const c = document.createElement("canvas");
-    c.width = 800; c.height = 200; c.className = "face-chart";
-    holder.appendChild(c);
-  }
-  faces.forEach((t, i) => {
-    const f = t.face, canvas = holder.children[i], ctx = canvas.getContext("2d");
-    const { width, height } = canvas, pad = 28, w = (width - 2 * pad) / 101;
-    ctx.clearRect(0, 0, width, height);
-    const peak = Math.max(...f.distribution, ...f.streams.flatMap((s) => s.distribution), 1e-9);
-    const x = (age) => pad + (age + 0.5) * w, y = (p) => height - pad - (height - 2 * pad) * p / peak;
-    ctx.fillStyle = "#dde8f5";
-    const lo = Math.max(f.expected_age - f.sigma, 0), hi = Math.min(f.expected_age + f.sigma, 100);
-    ctx.fillRect(x(lo), pad, x(hi) - x(lo), height - 2 * pad);
-    ctx.fillStyle = "#5f82be";
-    f.distribution.forEach((p, age) => ctx.fillRect(pad + age * w, y(p), Math.max(w - 1, 1), height - pad - y(p)));
-    f.streams.forEach((s, k) => {
-      ctx.strokeStyle = PALETTE[(k + 1) % PALETTE.length]; ctx.lineWidth = 2; ctx.beginPath();
-      s.distribution.forEach((p, age) => (age ? ctx.lineTo(x(age), y(p)) : ctx.moveTo(x(age), y(p))));
-      ctx.stroke();
-    });
-    ctx.fillStyle = "#222"; ctx.fillRect(x(f.expected_age) - 1, pad, 2, height - 2 * pad);
-    ctx.font = "13px system-ui";
-    ctx.fillStyle = PALETTE[i % PALETTE.length];
-    ctx.fillText(`face ${i + 1}: ${f.expected_age.toFixed(1)} ± ${f.sigma.toFixed(1)} years (fused, ${t.frames} frames)`, pad, 16);
-    if (f.alignment.method !== "landmarks") {
-      ctx.fillStyle = "#a33";
-      ctx.fillText(`aligned on the eyes alone, less reliable: ${f.alignment.reason}`, pad, 34);
-    }
-    let lx = pad + 330;
-    f.streams.forEach((s, k) => {
-      ctx.fillStyle = PALETTE[(k + 1) % PALETTE.length]; ctx.fillRect(lx, 8, 14, 4);
-      ctx.fillStyle = "#222"; ctx.fillText(`${s.name} ${s.expected_age.toFixed(1)}`, lx + 18, 16);
-      lx += ctx.measureText(`${s.name} ${s.expected_age.toFixed(1)}`).width + 40;
-    });
-    for (let age = 0; age <= 100; age += 10) ctx.fillText(String(age), x(age) - 6, height - 8);
+  while (holder.children.length < faces.length) holder.appendChild(chartCanvas());
+  faces.forEach((t, i) => drawChart(holder.children[i], t, i));
+}
+
+// Face `i`'s fused distribution (bars, its ±σ band and mean) and each stream's (lines).
+function drawChart(canvas, t, i) {
+  const f = t.face, ctx = canvas.getContext("2d");
+  const { width, height } = canvas, pad = 28, w = (width - 2 * pad) / 101;
+  ctx.clearRect(0, 0, width, height);
+  const peak = Math.max(...f.distribution, ...f.streams.flatMap((s) => s.distribution), 1e-9);
+  const x = (age) => pad + (age + 0.5) * w, y = (p) => height - pad - (height - 2 * pad) * p / peak;
+  ctx.fillStyle = "#dde8f5";
+  const lo = Math.max(f.expected_age - f.sigma, 0), hi = Math.min(f.expected_age + f.sigma, 100);
+  ctx.fillRect(x(lo), pad, x(hi) - x(lo), height - 2 * pad);
+  // The bars as one path, filled once.
+  ctx.fillStyle = "#5f82be"; ctx.beginPath();
+  f.distribution.forEach((p, age) => ctx.rect(pad + age * w, y(p), Math.max(w - 1, 1), height - pad - y(p)));
+  ctx.fill();
+  f.streams.forEach((s, k) => {
+    ctx.strokeStyle = PALETTE[(k + 1) % PALETTE.length]; ctx.lineWidth = 2; ctx.beginPath();
+    s.distribution.forEach((p, age) => (age ? ctx.lineTo(x(age), y(p)) : ctx.moveTo(x(age), y(p))));
+    ctx.stroke();
   });
+  ctx.fillStyle = "#222"; ctx.fillRect(x(f.expected_age) - 1, pad, 2, height - 2 * pad);
+  ctx.font = "13px system-ui";
+  ctx.fillStyle = PALETTE[i % PALETTE.length];
+  ctx.fillText(`face ${i + 1}: ${f.expected_age.toFixed(1)} ± ${f.sigma.toFixed(1)} years (fused, ${t.frames} frames)`, pad, 16);
+  if (f.alignment.method !== "landmarks") {
+    ctx.fillStyle = "#a33";
+    ctx.fillText(`aligned on the eyes alone, less reliable: ${f.alignment.reason}`, pad, 34);
+  }
+  let lx = pad + 330;
+  f.streams.forEach((s, k) => {
+    ctx.fillStyle = PALETTE[(k + 1) % PALETTE.length]; ctx.fillRect(lx, 8, 14, 4);
+    ctx.fillStyle = "#222"; ctx.fillText(`${s.name} ${s.expected_age.toFixed(1)}`, lx + 18, 16);
+    lx += ctx.measureText(`${s.name} ${s.expected_age.toFixed(1)}`).width + 40;
+  });
+  for (let age = 0; age <= 100; age += 10) ctx.fillText(String(age), x(age) - 6, height - 8);
 }
 
 // A camera frame's charts are drawn in a task of their own, after the frame and its boxes:
@@ -436,6 +471,9 @@ async function estimate(source, width, height, track, mine) {
   const scale = Math.min(1, 640 / Math.max(width, height));
   const w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
   if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
+  // The view takes the frame's size now, in this task, not in the one that draws the answer.
+  const view = $("view");
+  if (mine === owner && (view.width !== w || view.height !== h)) { view.width = w; view.height = h; }
   const grabContext = grab.getContext("2d", { willReadFrequently: true });
   grabContext.drawImage(source, 0, 0, w, h);
   const pixels = grabContext.getImageData(0, 0, w, h);
@@ -455,7 +493,7 @@ async function estimate(source, width, height, track, mine) {
   state.faces = faces.map((t) => ({ track: t.track, frames: t.frames, expected_age: t.face.expected_age, sigma: t.face.sigma, bbox: t.face.bbox, alignment: t.face.alignment, streams: t.face.streams.map((s) => ({ name: s.name, expected_age: s.expected_age })) }));
   $("ms").textContent = state.msPerFrame.toFixed(0);
   if (faces.length && state.firstEstimateMs === null) state.firstEstimateMs = performance.now();
-  const view = $("view"), ctx = view.getContext("2d");
+  const ctx = view.getContext("2d");
   if (view.width !== w || view.height !== h) { view.width = w; view.height = h; }
   ctx.putImageData(new ImageData(new Uint8ClampedArray(answer.pixels), w, h), 0, 0);
   drawFaces(ctx, faces);
@@ -696,11 +734,34 @@ try {
     }
   }).observe({ type: "longtask", buffered: true });
 } catch { /* a browser without long-task timing */ }
+// The same frames as the browser attributes them (long animation frames, over 50 ms): which
+// scripts ran in them (the function and the file) and how long style, layout and painting
+// took, for the benchmark to say what a long task was.
+try {
+  const file = (url) => (url ? url.split(/[?#]/)[0].split("/").pop() || url : "");
+  new PerformanceObserver((list) => {
+    for (const f of list.getEntries()) {
+      if (state.longFrames.length >= 200) break;
+      state.longFrames.push({
+        startMs: f.startTime, ms: f.duration, blockingMs: f.blockingDuration,
+        // From the start of rendering (animation frames, style, layout, paint) to the end.
+        renderMs: f.renderStart ? f.startTime + f.duration - f.renderStart : 0,
+        layoutMs: f.styleAndLayoutStart ? f.startTime + f.duration - f.styleAndLayoutStart : 0,
+        scripts: (f.scripts ?? []).map((x) => ({
+          ms: x.duration, invoker: x.invoker, fn: x.sourceFunctionName || "", file: file(x.sourceURL),
+          forcedLayoutMs: x.forcedStyleAndLayoutDuration ?? 0,
+        })),
+      });
+    }
+  }).observe({ type: "long-animation-frame", buffered: true });
+} catch { /* a browser without long-animation-frame timing */ }
 
-// The start: the weights download and the worker starts at once, beside this page's own
-// copy of the module (which only draws the label-distribution section); with
-// ?start=camera the camera opens meanwhile too.
+// The start: the weights download and the worker starts (its module compiled) at once; this
+// thread loads no WebAssembly. With ?start=camera the camera opens meanwhile too.
 async function begin() {
+  // While the weights download and the worker starts, this thread is idle: the drawing's
+  // first costs are paid then.
+  setTimeout(warmUpDrawing, 0);
   if (choice !== "cpu" && !navigator.gpu) {
     problem("This browser has no WebGPU: the page runs on the CPU backend, more slowly. Chrome or Edge 113+ (or Firefox/Safari with WebGPU on) run it on the GPU.", "note");
   }

@@ -152,6 +152,9 @@ pub struct Wait {
     /// Then stop the camera and time this many warm-up frames, the compute of one face's frame
     /// alone (`warmUpMedianMs`, the median; for the benchmark).
     pub time_warm_up: Option<usize>,
+    /// Slow the page's CPU down this many times from before it opens (Chromium's
+    /// `Emulation.setCPUThrottlingRate`), as on a slower machine; for the benchmark.
+    pub cpu_throttle: Option<f64>,
     pub timeout: Duration,
 }
 
@@ -161,6 +164,7 @@ impl Default for Wait {
             frames: 5,
             time_landmarks: None,
             time_warm_up: None,
+            cpu_throttle: None,
             timeout: Duration::from_secs(240),
         }
     }
@@ -225,6 +229,11 @@ pub fn live_session_at(
     ];
     flags.extend(extra.iter().map(|f| f.to_string()));
     let browser = Browser::start(&flags).unwrap_or_else(|e| panic!("cannot drive Chromium: {e}"));
+    if let Some(rate) = wait.cpu_throttle {
+        browser
+            .cdp("Emulation.setCPUThrottlingRate", json!({ "rate": rate }))
+            .unwrap_or_else(|e| panic!("Chromium would not throttle the CPU: {e}"));
+    }
     browser
         .open(&format!("http://{address}/?start=camera{query}"))
         .unwrap();
@@ -324,16 +333,38 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with `args` added to the usual headless flags.
     pub fn start(args: &[String]) -> Result<Browser, String> {
         let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_string());
+        Browser::start_with(chromium(), &driver, args)
+    }
+
+    /// [`Browser::start`] with Chromium (`None`: none was found) and chromedriver named. Without
+    /// either it says so in one line at once, rather than waiting for a port.
+    pub fn start_with(
+        chrome: Option<String>,
+        driver: &str,
+        args: &[String],
+    ) -> Result<Browser, String> {
+        let Some(chrome) = chrome else {
+            return Err(
+                "no Chromium found: install Debian's `chromium` and `chromium-driver` \
+                        (`cargo xtask test` installs them) or set CHROME"
+                    .to_string(),
+            );
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let chromedriver = Command::new(&driver)
+        let chromedriver = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("{driver}: {e} (install chromium-driver or set CHROMEDRIVER)"))?;
+            .map_err(|e| {
+                format!(
+                    "no chromedriver ({driver}: {e}): install Debian's `chromium-driver` \
+                     (`cargo xtask test` installs it) or set CHROMEDRIVER"
+                )
+            })?;
         let mut browser = Browser {
             chromedriver,
             base: format!("http://127.0.0.1:{port}"),
@@ -341,6 +372,12 @@ impl Browser {
         };
         let started = Instant::now();
         while browser.call("GET", "/status", None).is_err() {
+            if let Ok(Some(status)) = browser.chromedriver.try_wait() {
+                return Err(format!(
+                    "{driver} stopped at once ({status}): check that it matches Chromium's version \
+                     (`chromium --version`, `{driver} --version`)"
+                ));
+            }
             if started.elapsed() > Duration::from_secs(20) {
                 return Err("chromedriver did not start within 20 s".to_string());
             }
@@ -349,7 +386,7 @@ impl Browser {
         let mut flags: Vec<String> = HEADLESS.map(String::from).to_vec();
         flags.extend_from_slice(args);
         let mut options = json!({"args": flags});
-        if let Some(chrome) = chromium().filter(|c| c.contains('/')) {
+        if chrome.contains('/') {
             options["binary"] = json!(chrome);
         }
         let session = browser.call(
@@ -391,6 +428,16 @@ impl Browser {
             Some(json!({ "url": url })),
         )
         .map(|_| ())
+    }
+
+    /// A Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`), e.g.
+    /// `Emulation.setCPUThrottlingRate`.
+    pub fn cdp(&self, command: &str, params: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &format!("{}/goog/cdp/execute", self.session),
+            Some(json!({ "cmd": command, "params": params })),
+        )
     }
 
     /// Runs `script` (a function body) in the page; its return value.

@@ -11,6 +11,7 @@ use dldl::{
     face::pipeline::{Estimator, Stream, with_published},
     face::tracking::Tracker,
     networks::pretrained::PretrainedAgeNet,
+    networks::vgg::AgeNet,
     weights::exported::{self, ExportedStream},
     weights::files,
 };
@@ -70,9 +71,14 @@ struct State {
     steps: Vec<String>,
 }
 
-/// One exported stream from the page's `{folder, card, weights}`, or the line saying why it
-/// cannot run.
-async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, String> {
+/// One exported stream from the page's `{folder, card, weights, digest}` (`digest`: the
+/// weights' sha256 in hex as the browser computed it, when it could), or the line saying why it
+/// cannot run. `step` is told when each part of the work ends, for the start-up timeline.
+async fn exported_stream(
+    entry: &JsValue,
+    device: &Device,
+    step: &mut impl FnMut(String),
+) -> Result<Stream, String> {
     let field = |key: &str| js_sys::Reflect::get(entry, &JsValue::from_str(key)).ok();
     let folder = field("folder")
         .and_then(|f| f.as_string())
@@ -96,14 +102,27 @@ async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, Str
         exported::STREAMS_DIR,
         exported::WEIGHTS_FILE
     );
-    if let Some(pin) = files::shipped(&relative) {
-        pin.check(&format!("models/{relative}"), &weights)?;
+    let pin = files::shipped(&relative);
+    if let Some(pin) = pin {
+        let shown = format!("models/{relative}");
+        match field("digest").and_then(|d| d.as_string()) {
+            Some(digest) => pin.check_digest(&shown, weights.len(), &digest)?,
+            None => pin.check(&shown, &weights)?,
+        }
+        step(format!("{folder}: sha256"));
     }
     let network = exported::load_stream(&card, weights, device).map_err(|e| {
         format!("models/streams/{folder}/weights.bpk cannot be loaded ({e}): {again}")
     })?;
-    // Weights of a run that diverged load, then give NaN for every face.
-    match exported::non_finite_parameters_async(&network).await {
+    step(format!("{folder}: weights"));
+    // Weights of a run that diverged load, then give NaN for every face. The pinned ones are
+    // the shipped weights, whose values the trainer's tests check are all finite.
+    if pin.is_some() {
+        return Ok(stream(card, network, folder, step));
+    }
+    let checked = exported::non_finite_parameters_async(&network).await;
+    step(format!("{folder}: finite"));
+    match checked {
         Ok((0, _)) => {}
         Ok((bad, tensors)) => {
             return Err(format!(
@@ -117,13 +136,26 @@ async fn exported_stream(entry: &JsValue, device: &Device) -> Result<Stream, Str
             ));
         }
     }
-    Ok(Stream {
+    Ok(stream(card, network, folder, step))
+}
+
+/// The stream that runs: `network` made ready for inference (batch norm folded, convs
+/// lowered where the backend gains from it).
+fn stream(
+    card: ExportedStream,
+    network: AgeNet,
+    folder: String,
+    step: &mut impl FnMut(String),
+) -> Stream {
+    let network = network.for_inference();
+    step(format!("{folder}: for inference"));
+    Stream {
         name: card.name,
-        network: network.for_inference(),
+        network,
         input_size: card.model.input_size,
         normalization: card.model.normalization,
         weight: card.weight,
-    })
+    }
 }
 
 /// The face pipeline in the page: BlazeFace, the pretrained stream, fusion and tracking.
@@ -192,7 +224,7 @@ impl AgeEstimator {
     ) -> Result<AgeEstimator, JsError> {
         let mut steps = Vec::new();
         let mut clock = js_sys::Date::now();
-        let mut step = |name: &'static str| {
+        let mut timed = |name: String| {
             let now = js_sys::Date::now();
             steps.push((name, now - clock));
             clock = now;
@@ -215,34 +247,36 @@ impl AgeEstimator {
             }
             .map_err(js_error)?;
         }
-        step("sha256");
+        timed("sha256".into());
         let landmarks = ShapePredictor::from_bytes(&landmarks)
             .map_err(|e| js_error(format!("the landmark predictor: {e}")))?;
-        step("landmarks");
+        timed("landmarks".into());
         let (device, backend) = pick_device(webgpu).await;
-        step("device");
+        timed("device".into());
         let detector = BlazeFace::from_onnx(&detector, &device)
             .map_err(|e| js_error(format!("the face detector's weights: {e}")))?;
-        step("detector");
-        let age = PretrainedAgeNet::from_onnx(&age, &device)
-            .map_err(|e| js_error(format!("the age network's weights: {e}")))?;
-        step("age network");
+        timed("detector".into());
         let mut streams = Vec::new();
         let mut warnings = Vec::new();
         for entry in exported {
-            match exported_stream(&entry, &device).await {
+            match exported_stream(&entry, &device, &mut timed).await {
                 Ok(stream) => streams.push(stream),
                 Err(warning) => warnings.push(warning),
             }
         }
         // The published network runs where the fusion gives it weight (index.json's
-        // `pretrained_weight`, 1 when absent), and alone when no exported stream loaded.
+        // `pretrained_weight`, 1 when absent), and alone when no exported stream loaded; it
+        // is built only then.
         let streams = with_published(
             streams,
             exported::published_weight(pretrained_weight),
-            || Ok::<_, JsError>(age),
+            || {
+                let age = PretrainedAgeNet::from_onnx(&age, &device)
+                    .map_err(|e| js_error(format!("the age network's weights: {e}")));
+                timed("age network".into());
+                age
+            },
         )?;
-        step("exported streams");
         let estimator = Estimator {
             detector,
             landmarks: Some(landmarks),

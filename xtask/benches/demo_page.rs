@@ -61,10 +61,32 @@ struct Run {
     /// Where the start went: the page's timeline (ms from opening it) and the build steps of
     /// the estimator it kept.
     start: String,
+    /// The page's own thread from the first estimate on: its longest task (ms, when one was
+    /// over 50 ms) and what the browser says ran in it.
+    longest_after_first: Option<f64>,
+    what_ran: String,
 }
 
 fn run(clip: &Path, frames: usize, query: &str, extra: &[&str]) -> Run {
     run_from(page::built_page(), clip, frames, query, extra, Some(200))
+}
+
+/// The page on its CPU backend with its defaults, the CPU slowed down `rate` times
+/// (`Emulation.setCPUThrottlingRate`; 1: not slowed), for the page's own thread around the
+/// first estimate.
+fn run_throttled(clip: &Path, rate: f64) -> Run {
+    let wait = page::Wait {
+        frames: 10,
+        time_landmarks: None,
+        time_warm_up: None,
+        cpu_throttle: (rate != 1.0).then_some(rate),
+        timeout: Duration::from_secs(900),
+    };
+    let query = "&backend=cpu";
+    measured(
+        page::live_session(page::built_page(), clip, query, &page::NO_WEBGPU, &wait).report,
+        query,
+    )
 }
 
 /// The page on the CPU backend with `threads` threads: the live run, then 20 warm-up frames
@@ -75,6 +97,7 @@ fn run_threads(clip: &Path, threads: usize) -> Run {
         frames: 40,
         time_landmarks: None,
         time_warm_up: Some(20),
+        cpu_throttle: None,
         timeout: Duration::from_secs(900),
     };
     measured(
@@ -95,6 +118,7 @@ fn run_from(
         frames,
         time_landmarks,
         time_warm_up: None,
+        cpu_throttle: None,
         timeout: Duration::from_secs(900),
     };
     measured(
@@ -115,6 +139,7 @@ fn measured(report: Value, query: &str) -> Run {
         times.len()
     );
     let live = times[2..].to_vec();
+    let after_first = longest_after_first(&report);
     Run {
         backend: report["backend"]
             .as_str()
@@ -159,7 +184,90 @@ fn measured(report: Value, query: &str) -> Run {
             .map_or_else(|| "?".to_string(), |n| n.to_string()),
         warm_up_ms: report["warmUpMedianMs"].as_f64().unwrap_or(f64::NAN),
         start: start_line(&report),
+        longest_after_first: after_first.as_ref().map(|t| t.1),
+        what_ran: after_first.map_or_else(
+            || "no task over 50 ms".to_string(),
+            |(at, ms)| what_ran(&report, at, ms),
+        ),
     }
+}
+
+/// The page's thread's longest task that ended after the first estimate (`(start, ms)`): the
+/// Long Tasks API reports those over 50 ms only.
+fn longest_after_first(report: &Value) -> Option<(f64, f64)> {
+    let first = report["firstEstimateMs"].as_f64()?;
+    report["longTasks"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| Some((t["startMs"].as_f64()?, t["ms"].as_f64()?)))
+        .filter(|(at, ms)| at + ms >= first)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// What the browser's long-animation-frame entries say ran in the task at `at` lasting `ms`:
+/// each script (its function and file, and the style and layout it forced), then rendering.
+fn what_ran(report: &Value, at: f64, ms: f64) -> String {
+    let first = report["firstEstimateMs"].as_f64().unwrap_or(f64::NAN);
+    let frame = report["longFrames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            let start = f["startMs"].as_f64().unwrap_or(f64::NAN);
+            let end = start + f["ms"].as_f64().unwrap_or(0.0);
+            start <= at + ms && end >= at
+        })
+        .max_by(|a, b| {
+            a["ms"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["ms"].as_f64().unwrap_or(0.0))
+        });
+    let Some(frame) = frame else {
+        return format!(
+            "a {ms:.0} ms task {:+.0} ms from the first estimate; the browser attributed no frame to it",
+            at - first
+        );
+    };
+    let scripts: Vec<String> = frame["scripts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["ms"].as_f64().unwrap_or(0.0) >= 1.0)
+        .map(|x| {
+            let name = match (
+                x["fn"].as_str().unwrap_or(""),
+                x["invoker"].as_str().unwrap_or(""),
+            ) {
+                ("", invoker) => invoker.to_string(),
+                (f, _) => format!("`{f}`"),
+            };
+            let file = x["file"].as_str().filter(|f| !f.is_empty());
+            let forced = x["forcedLayoutMs"].as_f64().unwrap_or(0.0);
+            format!(
+                "{name}{} {:.0} ms{}",
+                file.map_or(String::new(), |f| format!(" ({f})")),
+                x["ms"].as_f64().unwrap_or(0.0),
+                if forced >= 1.0 {
+                    format!(", {forced:.0} ms of it forced style and layout")
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    format!(
+        "{:+.0} ms from the first estimate, a frame of {:.0} ms: {}; rendering {:.0} ms (style and layout {:.0} ms)",
+        at - first,
+        frame["ms"].as_f64().unwrap_or(f64::NAN),
+        if scripts.is_empty() {
+            "no script over 1 ms".to_string()
+        } else {
+            scripts.join(", ")
+        },
+        frame["renderMs"].as_f64().unwrap_or(0.0),
+        frame["layoutMs"].as_f64().unwrap_or(0.0),
+    )
 }
 
 /// The page's start in one line: each step of its timeline at its time from opening the page,
@@ -274,6 +382,18 @@ fn main() {
     let gpu = run(&clip, 8, "&backend=webgpu", &["--enable-unsafe-webgpu"]);
     eprintln!("demo page benchmark: CPU fallback, 30 frames");
     let cpu = run(&clip, 30, "", &page::NO_WEBGPU);
+
+    // The page's own thread after the first estimate, as it is and on a CPU slowed down 4×,
+    // alternating, three times each.
+    let mut slowed = Vec::new();
+    for round in 1..=3 {
+        for rate in [1.0, 4.0] {
+            eprintln!(
+                "demo page benchmark: the page's thread, CPU slowed {rate}×, round {round} of 3"
+            );
+            slowed.push((rate, run_throttled(&clip, rate)));
+        }
+    }
 
     // Several faces, with and without the settled-track rule, alternating, on the CPU.
     let three = page::faces_clip(dir.path(), 3);
@@ -445,6 +565,41 @@ fn main() {
         )
         .unwrap();
     }
+    let mut thread = String::new();
+    writeln!(
+        thread,
+        "| CPU slowed | first estimate | the page's thread's longest task from the first estimate on | what ran in it |\n|---|---|---|---|"
+    )
+    .unwrap();
+    for (rate, r) in &slowed {
+        writeln!(
+            thread,
+            "| {rate}× | {:.1} s | {} | {} |",
+            r.first_estimate_ms / 1000.0,
+            r.longest_after_first
+                .map_or("none over 50 ms".to_string(), |ms| format!("{ms:.0} ms")),
+            r.what_ran,
+        )
+        .unwrap();
+    }
+    let longest = |rate: f64| {
+        slowed
+            .iter()
+            .filter(|(r, _)| *r == rate)
+            .map(|(_, run)| {
+                run.longest_after_first
+                    .map_or("none".to_string(), |ms| format!("{ms:.0} ms"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        thread,
+        "\nLongest task from the first estimate on, per run: as it is {}; slowed 4× {}.",
+        longest(1.0),
+        longest(4.0)
+    )
+    .unwrap();
     let threaded_row = threaded_wasm.map_or_else(String::new, |p| {
         format!(
             "| wasm, the threaded CPU build (no WebGPU; opt-level 3) | {}{} |\n",
@@ -469,6 +624,14 @@ fn main() {
          after the first two (from handing a frame to the page's worker to its answer, drawing \
          excluded).\n\n\
          {table}\n\
+         ## The page's own thread after the first estimate\n\n\
+         The page on its CPU backend with its defaults, 10 frames, as it is and with the CPU \
+         slowed down 4× (Chromium's `Emulation.setCPUThrottlingRate`, through chromedriver, from \
+         before the page opens), alternating, three \
+         times each. The browser reports tasks over 50 ms (Long Tasks) and says what ran in \
+         them (Long Animation Frames: each script's function and file, then style, layout and \
+         paint).\n\n\
+         {thread}\n\
          ## Several faces and the settled-track rule\n\n\
          The same portrait three times side by side in a 640×480 frame, against once, on the CPU \
          backend, 40 frames each. With the rule (the page's default), the faces whose estimates \
