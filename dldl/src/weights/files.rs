@@ -60,22 +60,22 @@ const RESTORE_STREAMS: &str = "restore it with `git checkout -- models/streams` 
 pub const SHIPPED_STREAMS: &[ModelFile] = &[
     ModelFile {
         path: "streams/resnet-utkface/stream.json",
-        sha256: "a5c8e24faf15603dc4ee1cdcb3a126696e266d7fa5b0779f0082bd215a56aee7",
+        sha256: "340989c10101df14c2a60bb997817af8e334d9f94fb2bb5d01c571eec14beedf",
         fix: RESTORE_STREAMS,
     },
     ModelFile {
         path: "streams/resnet-utkface/weights.bpk",
-        sha256: "5e5510c3b268bde9a1c4ed5c5ff5bb276091f2fe9b095269e6e9e8edbdc59f9c",
+        sha256: "8c32b397ce2358b6d8dfafec1c7e5792394c03fc69bdde02fe11a8e10372f851",
         fix: RESTORE_STREAMS,
     },
     ModelFile {
         path: "streams/tiny-utkface/stream.json",
-        sha256: "26c2b7205b4ba01525f0ac346cdbe151a1895420dcd18dc75847fb78f94dca45",
+        sha256: "8ad667a65c23cfcec2a4ecd525e6af7f5ab7323519ca805ac743454dcec02b12",
         fix: RESTORE_STREAMS,
     },
     ModelFile {
         path: "streams/tiny-utkface/weights.bpk",
-        sha256: "a2aeb79c7a33065d457b743f34710de42b83b0be4492c63557f352531f498b9c",
+        sha256: "275bdfd8a3bb67186d74d5d9e65bf9491a7924393f38c7e8fddf69c79eaac75d",
         fix: RESTORE_STREAMS,
     },
 ];
