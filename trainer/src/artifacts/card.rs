@@ -148,7 +148,9 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             card_path.display()
         );
     }
+    // serde quotes what it could not read, line breaks and all.
     let card: ModelCard = serde_json::from_value(value)
+        .map_err(|e| anyhow::anyhow!(crate::data::formats::quoted(&e.to_string())))
         .with_context(|| format!("{} is not a model card", card_path.display()))?;
     if card.bins.count != AGE_BINS {
         anyhow::bail!(

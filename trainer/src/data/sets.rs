@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn a_value_holding_a_line_break_is_quoted_escaped_on_one_line() {
+        // Found by `cargo xtask fuzz`: a quoted CSV field may span lines, and the message
+        // quoting it did too.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("set.csv");
+        fs::write(&csv, "path,mean\na.png,\"3.5\nb.png\"\n").unwrap();
+        let message = format!("{:#}", read_csv(&csv, 3.0).unwrap_err());
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.contains("`3.5\\nb.png` is not a number"),
+            "{message}"
+        );
+        assert_eq!(
+            crate::data::formats::quoted("a\tb\r\nc ä"),
+            "a\\tb\\r\\nc ä"
+        );
+    }
+
+    #[test]
     fn appa_real_apparent_real_and_crops() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use dldl::distribution::label::validate_label;
 
-use crate::data::Sample;
+use crate::data::{Sample, formats::quoted};
 
 /// Reads a `path,mean[,std]` CSV. Every malformed row is an error naming `file:line`.
 pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
@@ -36,13 +36,13 @@ pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
         if fields[0].is_empty() {
             bail!("{}: the image path is empty", at());
         }
-        let mu: f32 = fields[1]
-            .parse()
-            .with_context(|| format!("{}: the age `{}` is not a number", at(), fields[1]))?;
+        let mu: f32 = fields[1].parse().with_context(|| {
+            format!("{}: the age `{}` is not a number", at(), quoted(&fields[1]))
+        })?;
         let sigma: f32 = match fields.get(2) {
             Some(s) if !s.is_empty() => s
                 .parse()
-                .with_context(|| format!("{}: the std `{s}` is not a number", at()))?,
+                .with_context(|| format!("{}: the std `{}` is not a number", at(), quoted(s)))?,
             _ => default_sigma,
         };
         validate_label(mu, sigma).with_context(|| format!("{}: bad label", at()))?;

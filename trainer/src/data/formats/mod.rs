@@ -40,10 +40,27 @@ pub fn number(path: &Path, line: usize, what: &str, text: &str) -> Result<f32> {
         .filter(|v| v.is_finite())
         .with_context(|| {
             format!(
-                "{}:{line}: the {what} `{text}` is not a number",
-                path.display()
+                "{}:{line}: the {what} `{}` is not a number",
+                path.display(),
+                quoted(text)
             )
         })
+}
+
+/// Text from a file as a message quotes it: its control characters escaped (`\n` for the line
+/// break a quoted CSV field may hold), so that the message stays on one line and shows the text
+/// as it is.
+pub fn quoted(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Checks that a row has as many fields as the header has columns.
