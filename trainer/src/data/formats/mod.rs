@@ -51,16 +51,15 @@ pub fn number(path: &Path, line: usize, what: &str, text: &str) -> Result<f32> {
 /// break a quoted CSV field may hold), so that the message stays on one line and shows the text
 /// as it is.
 pub fn quoted(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// Checks that a row has as many fields as the header has columns.
