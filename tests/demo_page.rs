@@ -5,7 +5,8 @@
 //! - it computes a label distribution with the `dldl` crate compiled to WebAssembly;
 //! - with a fake camera playing a public-domain portrait, it reaches a live estimate of one face
 //!   on WebGPU, and on the CPU backend when WebGPU is unavailable, and the two agree;
-//! - exported streams join the fusion; damaged ones are said, file by file, and left out;
+//! - exported streams join the fusion; damaged ones are said, file by file, and left out; when
+//!   none is left, the published network (fetched only then) runs alone;
 //! - a server that answers missing files with the page itself does not stop it;
 //! - it requests its own files and nothing else (the server's log and the browser's resource
 //!   timing), none once it estimates, and its Content-Security-Policy refuses any other.
@@ -384,12 +385,23 @@ fn a_software_webgpu_adapter_never_wins_by_default() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(switched, "WebGPU");
-    let weights = session
-        .log
-        .try_iter()
-        .filter(|r| r.target.ends_with("age-v1.onnx"))
-        .count();
-    assert_eq!(weights, 1, "the age network was downloaded {weights} times");
+    let mut weights = std::collections::BTreeMap::new();
+    for request in session.log.try_iter() {
+        if [".onnx", ".bin", ".bpk"]
+            .iter()
+            .any(|e| request.target.ends_with(e))
+        {
+            *weights.entry(request.target).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        weights.keys().any(|t| t.ends_with("weights.bpk")),
+        "{weights:?}"
+    );
+    assert!(
+        weights.values().all(|&n| n == 1),
+        "a weights file was downloaded again: {weights:?}"
+    );
 }
 
 /// What the page's state says now, with the messages it shows and its status line.
@@ -716,6 +728,52 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     }
 }
 
+/// Shipped streams whose weights were damaged on the way (the right size, another byte) are
+/// each said in one line; the page then fetches the published network, which it leaves out
+/// while the streams run, and estimates with it alone.
+#[test]
+fn damaged_shipped_streams_leave_the_published_network_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("page");
+    {
+        let _dist = dist_lock();
+        copy_tree(&built_page(), &page);
+    }
+    let streams = page.join("models/streams");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(streams.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["pretrained_weight"], 0.0, "{index}");
+    let mut damaged = Vec::new();
+    for folder in index["streams"].as_array().unwrap() {
+        let folder = folder.as_str().unwrap();
+        let file = streams.join(folder).join("weights.bpk");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        damaged.push(format!("models/streams/{folder}/weights.bpk"));
+    }
+    let clip = portrait_clip(dir.path());
+    let report = live_report_from(page, &clip, "", &page::NO_WEBGPU);
+    one_live_face(&report, "the published network alone");
+    let names: Vec<&str> = report["faces"][0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pretrained"], "{report:#}");
+    let said = said(&report);
+    for file in &damaged {
+        assert!(
+            said.iter().any(|m| m.starts_with(file.as_str())
+                && m.contains("not the file this build was made for")
+                && !m.contains('\n')),
+            "the page should say that {file} is damaged, in one line: {said:#?}"
+        );
+    }
+}
+
 /// Every request the page makes is a GET of one of its own files, the weights come last, and
 /// none comes while it estimates: the server's log and the browser's resource timing agree. Its
 /// Content-Security-Policy refuses a request to another server even from a script run in the
@@ -809,9 +867,21 @@ fn the_page_requests_its_own_files_and_nothing_else() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
+    // The shipped streams' weights are fetched; the published network's only when the fusion
+    // gives it weight.
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(root.join("models/streams/index.json")).unwrap())
+            .unwrap();
+    let published = index["pretrained_weight"].as_f64().is_none_or(|w| w > 0.0);
     assert!(
-        fetched.iter().any(|u| u.ends_with("models/age-v1.onnx")),
+        fetched.iter().any(|u| u.ends_with("/weights.bpk")),
         "{fetched:?}"
+    );
+    assert_eq!(
+        fetched.iter().any(|u| u.ends_with("models/age-v1.onnx")),
+        published,
+        "the published network's weight is {}: {fetched:?}",
+        index["pretrained_weight"]
     );
     for url in &fetched {
         let target = url.strip_prefix(origin.trim_end_matches('/'));

@@ -184,7 +184,7 @@ async function exportedStreams() {
         throw new Error(`models/streams/${folder}/stream.json is missing (index.json lists the stream): ${again}.`);
       }
       const expected = Number.isInteger(card.weights_bytes) ? card.weights_bytes : null;
-      const weights = await download(`models/streams/${folder}/weights.bpk`, 0.1 / names.length, again, expected);
+      const weights = await download(`models/streams/${folder}/weights.bpk`, 0.7 / names.length, again, expected);
       return { folder, card, weights, digest: await sha256(weights) };
     } catch (e) { problem(e.message); return null; }
   };
@@ -287,16 +287,26 @@ async function downloadWeights() {
   // Each file is hashed by the browser (off this thread) as soon as it has arrived, while
   // the others still download; the estimator checks the digests against the files it was
   // built for. Without `crypto.subtle` (a page that is not secure) it hashes them itself.
-  const hashed = (url, share) => download(url, share, FETCH_MODELS)
-    .then(async (bytes) => [bytes, await sha256(bytes)]);
-  // All at once: each download is mostly waiting on the network.
-  const [[detector, d1], [landmarks, d2], [age, d3], streams] = await Promise.all([
-    hashed("models/blazeface/face_detection_short_range.onnx", 0.04),
-    hashed("models/face_landmarks_5.bin", 0.16),
-    hashed("models/age-v1.onnx", 0.7),
+  // All at once: each download is mostly waiting on the network. The published network
+  // (`age-v1.onnx`, 10.8 MB) comes only when it runs: when the streams' index gives it weight
+  // or names no stream, or when none of the streams loads (see `load`).
+  const [[detector, d1], [landmarks, d2], streams] = await Promise.all([
+    hashed("models/blazeface/face_detection_short_range.onnx", 0.02),
+    hashed("models/face_landmarks_5.bin", 0.28),
     exportedStreams(),
   ]);
-  weights = { detector, landmarks, age, streams, pretrainedWeight, digests: d1 && d2 && d3 ? [d1, d2, d3] : null };
+  weights = { detector, landmarks, age: undefined, streams, pretrainedWeight, digests: d1 && d2 ? [d1, d2] : null };
+  if (pretrainedWeight !== 0 || streams.length === 0) await addPublished();
+}
+const hashed = (url, share) => download(url, share, FETCH_MODELS)
+  .then(async (bytes) => [bytes, await sha256(bytes)]);
+// The published network's file, added to the weights (its digest after the two others').
+async function addPublished() {
+  say("Downloading the published age network…");
+  arrived.clear();
+  const [age, digest] = await hashed("models/age-v1.onnx", 1);
+  weights.age = age;
+  weights.digests = weights.digests && digest ? [...weights.digests, digest] : null;
 }
 
 // What the worker answered about its backend, shown and kept in `state`.
@@ -339,6 +349,12 @@ async function load() {
   try {
     // Copies, not transfers: the page keeps the weights to start a new worker.
     answer = await call({ type: "load", files: weights, choice, every: EVERY });
+    // None of the streams loaded, and the published network was not downloaded: it runs alone.
+    if (answer.publishedWanted && weights.age === undefined) {
+      await addPublished();
+      answer = await call({ type: "load", files: weights, choice, every: EVERY });
+    }
+    if (answer.publishedWanted) throw new Error("the estimator asked for the published network again after it was given");
   } catch (e) {
     if (e.crashed) throw e;
     throw new Error(`the weights could not be loaded (${e.message ?? e}). They may be damaged: ${FETCH_MODELS}.`);

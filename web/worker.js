@@ -11,7 +11,9 @@
 //                                              build of the CPU backend, used when this
 //                                              worker is cross-origin isolated
 //   {type: "load", files, choice, every}       build the estimator; choice: auto | webgpu | cpu;
-//                                              every: the settled-track rule's period
+//                                              every: the settled-track rule's period; answers
+//                                              {publishedWanted: true} when the published
+//                                              network must run and files.age is absent
 //   {type: "switch", choice}                   the same weights on another backend
 //   {type: "frame", pixels, width, height, track}
 //                                              estimate one RGBA frame (its buffer is
@@ -195,7 +197,14 @@ async function handle(message) {
       files = message.files;
       every = message.every;
       for (const estimator of estimators.values()) estimator.setEvery(every);
-      return choose(message.choice);
+      try {
+        return await choose(message.choice);
+      } catch (e) {
+        // No exported stream loaded and the page has not sent the published network: it
+        // sends it and asks again.
+        if (files.age === undefined && text(e) === cpuGlue.publishedNetworkWanted()) return { publishedWanted: true };
+        throw e;
+      }
     }
     case "switch":
       return choose(message.choice);

@@ -557,7 +557,7 @@ fn run_text(name: &str, input: &[u8], scratch: &Path) -> Result<()> {
     let spec = match name {
         "csv" => DatasetSpec::Csv(CsvSpec {
             path: file("set.csv")?,
-            sigma: Some(3.0),
+            sigma: Some(3.0.into()),
             faces: FaceMode::AsIs,
             limit: None,
         }),

@@ -28,6 +28,18 @@ fn js_error(error: impl std::fmt::Display) -> JsError {
     JsError::new(&error.to_string())
 }
 
+/// What [`AgeEstimator::create`] answers when it needs the published network and was not given
+/// its weights: the page fetches `models/age-v1.onnx` only then, and builds again with it.
+const PUBLISHED_WANTED: &str = "models/age-v1.onnx is needed: no exported stream loaded, or the \
+                                fusion gives the published network weight";
+
+/// The message [`AgeEstimator::create`] fails with when it needs `models/age-v1.onnx` and was
+/// not given it (the page then fetches the file and builds again).
+#[wasm_bindgen(js_name = publishedNetworkWanted)]
+pub fn published_network_wanted() -> String {
+    PUBLISHED_WANTED.to_string()
+}
+
 /// The label distribution N(μ, σ) over the ages 0..=100, as the trainer builds it.
 #[wasm_bindgen(js_name = labelDistribution)]
 pub fn label_distribution(mu: f32, sigma: f32) -> Result<Vec<f32>, JsError> {
@@ -202,21 +214,24 @@ async fn pick_device(webgpu: bool) -> (Device, String) {
 
 #[wasm_bindgen]
 impl AgeEstimator {
-    /// Builds the pipeline from the detector's and the age network's ONNX files, the landmark
-    /// predictor (`models/face_landmarks_5.bin`), and the
+    /// Builds the pipeline from the detector's ONNX file, the landmark predictor
+    /// (`models/face_landmarks_5.bin`), the published age network's ONNX file (`age`: only
+    /// needed when it runs, see below), and the
     /// streams `trainer export` wrote: `exported` is an array of `{folder, card, weights}` (the
     /// stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
     /// bytes). An exported stream that cannot be loaded is left out and said in `warnings`; the
     /// others run. `pretrained_weight` is the published network's fusion weight from the
     /// streams' `index.json` (absent: 1; at 0 it runs only when no exported stream loaded).
-    /// `webgpu` asks for the GPU; without an adapter the CPU backend runs and
-    /// `backend` says why. `digests`, when given, are the three files' sha256 in hex as the
-    /// browser computed them (`crypto.subtle`, faster than hashing here); either way each
-    /// file is checked against the one this build was made for.
+    /// When it is to run and `age` was not given, this fails with
+    /// [`published_network_wanted`]'s message. `webgpu` asks for the GPU; without an adapter
+    /// the CPU backend runs and `backend` says why. `digests`, when given, are the files'
+    /// sha256 in hex as the browser computed them (`crypto.subtle`, faster than hashing here),
+    /// in the order detector, landmarks, age network (when given); either way each file is
+    /// checked against the one this build was made for.
     pub async fn create(
         detector: Vec<u8>,
         landmarks: Vec<u8>,
-        age: Vec<u8>,
+        age: Option<Vec<u8>>,
         exported: Vec<JsValue>,
         webgpu: bool,
         digests: Option<Vec<String>>,
@@ -231,15 +246,15 @@ impl AgeEstimator {
         };
         // Each file is the one this build was made for, or the page says which is not and
         // what to run.
-        let digests = digests.filter(|d| d.len() == 3);
-        for (i, (file, bytes)) in [
+        let mut given = vec![
             (&files::DETECTOR, &detector),
             (&files::LANDMARKS, &landmarks),
-            (&files::AGE_NETWORK, &age),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        ];
+        if let Some(age) = &age {
+            given.push((&files::AGE_NETWORK, age));
+        }
+        let digests = digests.filter(|d| d.len() == given.len());
+        for (i, (file, bytes)) in given.into_iter().enumerate() {
             let shown = format!("models/{}", file.path);
             match &digests {
                 Some(digests) => file.check_digest(&shown, bytes.len(), &digests[i]),
@@ -271,6 +286,7 @@ impl AgeEstimator {
             streams,
             exported::published_weight(pretrained_weight),
             || {
+                let age = age.ok_or_else(|| js_error(PUBLISHED_WANTED))?;
                 let age = PretrainedAgeNet::from_onnx(&age, &device)
                     .map_err(|e| js_error(format!("the age network's weights: {e}")));
                 timed("age network".into());

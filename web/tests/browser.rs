@@ -166,7 +166,7 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
     let estimator = web::AgeEstimator::create(
         DETECTOR.to_vec(),
         LANDMARKS.to_vec(),
-        AGE_NETWORK.to_vec(),
+        Some(AGE_NETWORK.to_vec()),
         Vec::new(),
         false,
         None,
@@ -204,10 +204,11 @@ async fn the_page_entry_point_gives_the_recorded_estimate() {
 async fn the_page_entry_point_runs_the_shipped_streams() {
     let (width, height, rgba) = portrait_rgba().await;
     let index: dldl::weights::exported::StreamIndex = serde_json::from_str(SHIPPED_INDEX).unwrap();
+    // As the page does: the published network's file only when the fusion gives it weight.
     let estimator = web::AgeEstimator::create(
         DETECTOR.to_vec(),
         LANDMARKS.to_vec(),
-        AGE_NETWORK.to_vec(),
+        (index.published_weight() > 0.0).then(|| AGE_NETWORK.to_vec()),
         shipped_entries(),
         false,
         None,
@@ -252,7 +253,7 @@ async fn digests_from_the_browser_are_checked_like_the_bytes() {
         web::AgeEstimator::create(
             DETECTOR.to_vec(),
             LANDMARKS.to_vec(),
-            AGE_NETWORK.to_vec(),
+            Some(AGE_NETWORK.to_vec()),
             Vec::new(),
             false,
             digests,
@@ -270,6 +271,52 @@ async fn digests_from_the_browser_are_checked_like_the_bytes() {
     let message = format!("{:?}", refused.unwrap_err());
     assert!(
         message.contains("models/age-v1.onnx is not the file this build was made for"),
+        "{message}"
+    );
+}
+
+/// Without the published network's file and with no exported stream to run, the estimator asks
+/// for that file in the words the page waits for; the two other files' digests are still checked.
+#[wasm_bindgen_test]
+async fn the_published_network_is_asked_for_only_when_it_must_run() {
+    let digests: Vec<String> = [DETECTOR, LANDMARKS]
+        .iter()
+        .map(|b| dldl::weights::files::sha256_hex(b))
+        .collect();
+    let refused = web::AgeEstimator::create(
+        DETECTOR.to_vec(),
+        LANDMARKS.to_vec(),
+        None,
+        Vec::new(),
+        false,
+        Some(digests.clone()),
+        Some(0.0),
+    )
+    .await
+    .map(|_| ())
+    .map_err(JsValue::from);
+    let message = format!("{:?}", refused.unwrap_err());
+    assert!(
+        message.contains(&web::published_network_wanted()),
+        "{message}"
+    );
+    let mut wrong = digests;
+    wrong[1] = "0".repeat(64);
+    let refused = web::AgeEstimator::create(
+        DETECTOR.to_vec(),
+        LANDMARKS.to_vec(),
+        None,
+        shipped_entries(),
+        false,
+        Some(wrong),
+        Some(0.0),
+    )
+    .await
+    .map(|_| ())
+    .map_err(JsValue::from);
+    let message = format!("{:?}", refused.unwrap_err());
+    assert!(
+        message.contains("models/face_landmarks_5.bin is not the file this build was made for"),
         "{message}"
     );
 }
