@@ -174,7 +174,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.utkface.as_ref().map(|dir| {
         DatasetSpec::Utkface(FolderSpec {
             dir: dir.clone(),
-            sigma: Some(run.sigma),
+            sigma: Some(run.sigma.into()),
             faces: Default::default(),
             limit: None,
             list: args.list.clone(),

@@ -180,7 +180,7 @@ impl LoadedSet {
         quiet: bool,
         what: &str,
     ) -> Result<Self> {
-        let samples = read_csv(csv, default_sigma)?;
+        let samples = read_csv(csv, default_sigma.into())?;
         let progress = crate::progress::bar(
             quiet,
             &format!("loading {what:<5} [{{bar:30}}] {{pos}}/{{len}} images {{eta}}"),
@@ -220,7 +220,7 @@ mod tests {
             dir.path(),
             "path,mean,std\na.png,30.5,4\nb.png,7\n\nsub/c.png,99,\n",
         );
-        let samples = read_csv(&path, 2.5).unwrap();
+        let samples = read_csv(&path, 2.5.into()).unwrap();
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[0].path, dir.path().join("a.png"));
         assert_eq!((samples[0].mu, samples[0].sigma), (30.5, 4.0));
@@ -238,7 +238,7 @@ mod tests {
             ("a.png,30,1,extra\n", 1, "4 fields"),
         ] {
             let path = csv(dir.path(), text);
-            let message = format!("{:#}", read_csv(&path, 3.0).unwrap_err());
+            let message = format!("{:#}", read_csv(&path, 3.0.into()).unwrap_err());
             assert!(
                 message.contains(&format!("set.csv:{line}")) && message.contains(needle),
                 "{message}"
@@ -262,7 +262,7 @@ mod tests {
             dir.path(),
             "good.png,20,2\ncorrupt.png,30,2\nmissing.png,40,2\n",
         );
-        let samples = read_csv(&path, 3.0).unwrap();
+        let samples = read_csv(&path, 3.0.into()).unwrap();
         let bar = ProgressBar::hidden();
         let error = format!(
             "{:#}",

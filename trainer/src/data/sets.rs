@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use dldl::distribution::label::validate_label;
+use dldl::{MAX_AGE, distribution::label::validate_label};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{
@@ -28,6 +28,49 @@ use crate::data::{
 
 /// σ given to real-age sets when the configuration names none.
 pub const DEFAULT_REAL_AGE_SIGMA: f32 = 3.0;
+
+/// The σ of a real-age set's label distributions: one for every age (`sigma = 3`), or one that
+/// grows with the age, straight from `at_0` at age 0 to `at_100` at age 100
+/// (`sigma = { at_0 = 1.5, at_100 = 6 }`): guesses, and errors, spread wider at older ages.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Sigma {
+    Constant(f32),
+    ByAge { at_0: f32, at_100: f32 },
+}
+
+impl Sigma {
+    /// σ for a face of age `mu`.
+    pub fn at(self, mu: f32) -> f32 {
+        match self {
+            Sigma::Constant(sigma) => sigma,
+            Sigma::ByAge { at_0, at_100 } => at_0 + (at_100 - at_0) * mu / MAX_AGE as f32,
+        }
+    }
+
+    /// Checks that every age gets a usable σ.
+    pub fn validate(self) -> Result<()> {
+        for age in [0.0, MAX_AGE as f32] {
+            validate_label(age, self.at(age)).context("the configured sigma")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<f32> for Sigma {
+    fn from(sigma: f32) -> Self {
+        Sigma::Constant(sigma)
+    }
+}
+
+impl std::fmt::Display for Sigma {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sigma::Constant(sigma) => write!(f, "{sigma}"),
+            Sigma::ByAge { at_0, at_100 } => write!(f, "{at_0} at age 0 to {at_100} at 100"),
+        }
+    }
+}
 
 /// One data set as a configuration names it. Relative paths are relative to the configuration
 /// file (or the working directory on the command line).
@@ -59,7 +102,7 @@ pub enum DatasetSpec {
 pub struct CsvSpec {
     pub path: PathBuf,
     /// σ for rows without one.
-    pub sigma: Option<f32>,
+    pub sigma: Option<Sigma>,
     /// Default `as-is`: the generic CSV usually lists crops (the synthetic set does).
     #[serde(default = "as_is")]
     pub faces: FaceMode,
@@ -83,7 +126,7 @@ impl DatasetSpec {
     pub fn csv(path: PathBuf, sigma: f32, faces: FaceMode) -> Self {
         DatasetSpec::Csv(CsvSpec {
             path,
-            sigma: Some(sigma),
+            sigma: Some(Sigma::Constant(sigma)),
             faces,
             limit: None,
         })
@@ -168,9 +211,9 @@ impl DatasetSpec {
             name: self.name(),
             ..ReadReport::default()
         };
-        let sigma = |s: Option<f32>| -> Result<f32> {
-            let sigma = s.unwrap_or(DEFAULT_REAL_AGE_SIGMA);
-            validate_label(30.0, sigma).context("the configured sigma")?;
+        let sigma = |s: Option<Sigma>| -> Result<Sigma> {
+            let sigma = s.unwrap_or(Sigma::Constant(DEFAULT_REAL_AGE_SIGMA));
+            sigma.validate()?;
             Ok(sigma)
         };
         let mut samples = match self {
@@ -242,7 +285,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("set.csv");
         fs::write(&csv, "path,mean\na.png,\"3.5\nb.png\"\n").unwrap();
-        let message = format!("{:#}", read_csv(&csv, 3.0).unwrap_err());
+        let message = format!("{:#}", read_csv(&csv, 3.0.into()).unwrap_err());
         assert!(!message.contains('\n'), "{message}");
         assert!(
             message.contains("`3.5\\nb.png` is not a number"),
@@ -365,6 +408,23 @@ mod tests {
         assert_eq!(set.report.rows, 4);
         assert_eq!(set.report.left_out["age above 100"], 1);
         assert_eq!(set.report.left_out["not a .jpg, .jpeg or .png file"], 1);
+        // σ that grows with the age: 2 at 0, 7 at 100, so 3.3 at 26.
+        let set = read(&spec(&format!(
+            "format = 'utkface'\ndir = '{}'\nsigma = {{ at_0 = 2, at_100 = 7 }}",
+            toml_path(dir.path())
+        )));
+        assert!(
+            (set.samples[0].sigma - 3.3).abs() < 1e-5,
+            "{}",
+            set.samples[0].sigma
+        );
+        // One that turns negative at an end is refused, naming the setting.
+        let message = error(&spec(&format!(
+            "format = 'utkface'\ndir = '{}'\nsigma = {{ at_0 = 3, at_100 = -1 }}",
+            toml_path(dir.path())
+        )));
+        assert!(message.contains("the configured sigma"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
         // A split list reads only the files it names; a name the folder lacks is counted.
         let list = dir.path().join("train.txt");
         fs::write(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{
     FaceMode, Sample,
     formats::{ReadReport, label, number, same_width},
+    sets::Sigma,
 };
 
 /// Which APPA-REAL label to train on.
@@ -34,7 +35,7 @@ pub struct AppaRealSpec {
     /// Use the set's own `*_face.jpg` crops instead of the whole images.
     #[serde(default)]
     pub crops: bool,
-    pub sigma: Option<f32>,
+    pub sigma: Option<Sigma>,
     #[serde(default)]
     pub faces: FaceMode,
     pub limit: Option<usize>,
@@ -42,7 +43,7 @@ pub struct AppaRealSpec {
 
 pub fn read_appa_real(
     spec: &AppaRealSpec,
-    sigma: f32,
+    sigma: Sigma,
     report: &mut ReadReport,
 ) -> Result<Vec<Sample>> {
     if !["train", "valid", "test"].contains(&spec.split.as_str()) {
@@ -80,7 +81,10 @@ pub fn read_appa_real(
                 number(&csv, *line, "apparent_age_avg", &fields[avg])?,
                 number(&csv, *line, "apparent_age_std", &fields[std])?,
             ),
-            AppaLabel::Real => (number(&csv, *line, "real_age", &fields[real])?, sigma),
+            AppaLabel::Real => {
+                let mu = number(&csv, *line, "real_age", &fields[real])?;
+                (mu, sigma.at(mu))
+            }
         };
         label(&csv, *line, mu, sigma)?;
         let mut name = fields[file].clone();

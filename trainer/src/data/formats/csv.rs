@@ -10,10 +10,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use dldl::distribution::label::validate_label;
 
-use crate::data::{Sample, formats::quoted};
+use crate::data::{Sample, formats::quoted, sets::Sigma};
 
 /// Reads a `path,mean[,std]` CSV. Every malformed row is an error naming `file:line`.
-pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
+pub fn read_csv(csv_path: &Path, default_sigma: Sigma) -> Result<Vec<Sample>> {
     let rows = crate::data::csv::rows(csv_path, b',')
         .with_context(|| format!("cannot read the CSV {}", csv_path.display()))?;
     let base = csv_path.parent().unwrap_or(Path::new("."));
@@ -43,7 +43,7 @@ pub fn read_csv(csv_path: &Path, default_sigma: f32) -> Result<Vec<Sample>> {
             Some(s) if !s.is_empty() => s
                 .parse()
                 .with_context(|| format!("{}: the std `{}` is not a number", at(), quoted(s)))?,
-            _ => default_sigma,
+            _ => default_sigma.at(mu),
         };
         validate_label(mu, sigma).with_context(|| format!("{}: bad label", at()))?;
         samples.push(Sample {

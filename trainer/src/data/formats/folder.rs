@@ -10,13 +10,13 @@ use anyhow::{Context, Result, bail};
 use dldl::MAX_AGE;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{FaceMode, Sample, formats::ReadReport};
+use crate::data::{FaceMode, Sample, formats::ReadReport, sets::Sigma};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FolderSpec {
     pub dir: PathBuf,
-    pub sigma: Option<f32>,
+    pub sigma: Option<Sigma>,
     #[serde(default)]
     pub faces: FaceMode,
     pub limit: Option<usize>,
@@ -99,7 +99,7 @@ pub fn read_folder(
     spec: &FolderSpec,
     age_of: fn(&str) -> Option<f32>,
     pattern: &str,
-    sigma: f32,
+    sigma: Sigma,
     report: &mut ReadReport,
 ) -> Result<Vec<Sample>> {
     let mut paths: Vec<PathBuf> = match &spec.list {
@@ -125,7 +125,11 @@ pub fn read_folder(
         match age_of(name) {
             None => report.leave_out("file name does not follow the set's pattern"),
             Some(age) if age > MAX_AGE as f32 => report.leave_out("age above 100"),
-            Some(mu) => samples.push(Sample { path, mu, sigma }),
+            Some(mu) => samples.push(Sample {
+                path,
+                mu,
+                sigma: sigma.at(mu),
+            }),
         }
     }
     if samples.is_empty() {

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{FaceMode, Sample, formats::ReadReport};
+use crate::data::{FaceMode, Sample, formats::ReadReport, sets::Sigma};
 
 use dldl::MAX_AGE;
 
@@ -28,7 +28,7 @@ pub struct ImdbWikiSpec {
     /// Keep images with a second face only when it scored below this; by default any second
     /// face leaves the image out.
     pub max_second_face_score: Option<f64>,
-    pub sigma: Option<f32>,
+    pub sigma: Option<Sigma>,
     #[serde(default)]
     pub faces: FaceMode,
     pub limit: Option<usize>,
@@ -71,7 +71,7 @@ pub fn imdb_age(dob: f64, photo_taken: f64) -> Option<f32> {
 
 pub fn read_imdb_wiki(
     spec: &ImdbWikiSpec,
-    sigma: f32,
+    sigma: Sigma,
     report: &mut ReadReport,
 ) -> Result<Vec<Sample>> {
     let mat = &spec.mat;
@@ -164,7 +164,7 @@ pub fn read_imdb_wiki(
             Some(age) if (0.0..=MAX_AGE as f32).contains(&age) => samples.push(Sample {
                 path: images.join(path),
                 mu: age,
-                sigma,
+                sigma: sigma.at(age),
             }),
             _ => report.leave_out("date of birth or photo year gives no age in 0–100"),
         }

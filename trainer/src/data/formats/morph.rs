@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{
     FaceMode, Sample,
     formats::{ReadReport, label, number, same_width},
+    sets::Sigma,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ pub struct MorphSpec {
     pub path_column: String,
     #[serde(default = "morph_age_column")]
     pub age_column: String,
-    pub sigma: Option<f32>,
+    pub sigma: Option<Sigma>,
     #[serde(default)]
     pub faces: FaceMode,
     pub limit: Option<usize>,
@@ -35,7 +36,7 @@ fn morph_age_column() -> String {
     "age".to_string()
 }
 
-pub fn read_morph(spec: &MorphSpec, sigma: f32, report: &mut ReadReport) -> Result<Vec<Sample>> {
+pub fn read_morph(spec: &MorphSpec, sigma: Sigma, report: &mut ReadReport) -> Result<Vec<Sample>> {
     let csv = &spec.csv;
     let images = spec
         .images
@@ -65,6 +66,7 @@ pub fn read_morph(spec: &MorphSpec, sigma: f32, report: &mut ReadReport) -> Resu
             report.leave_out("age above 100");
             continue;
         }
+        let sigma = sigma.at(mu);
         label(csv, *line, mu, sigma)?;
         samples.push(Sample {
             path: images.join(&fields[path_at]),
