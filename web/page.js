@@ -20,7 +20,7 @@ const state = {
   frames: 0, msPerFrame: null, frameMs: [], workerMs: [], firstEstimateMs: null, faces: [],
   videoFrames: 0, replaced: 0, cameraRuns: 0, cameraStartedMs: null, photos: 0,
   photoScaledFrom: null, restarts: 0, longTasks: [], longFrames: [], errors: [], settled: false, timeline: {},
-  every: null, faceCounts: [], networkFaces: 0, seenFaces: 0, threads: null, threadsWhy: null,
+  every: null, faceCounts: [], networkFaces: 0, seenFaces: 0, threads: null, threadsWhy: null, workerSteps: null,
 };
 // When each step of the start was done, in ms from the page's start (the first time only):
 // worker (its module compiled), weights (downloaded and hashed), estimator (built), video
@@ -122,15 +122,18 @@ async function download(url, share, fix, expected = null) {
   const bytes = new Uint8Array(received);
   let at = 0;
   for (const part of parts) { bytes.set(part, at); at += part.length; }
-  const wanted = expected ?? (total && !response.headers.get("Content-Encoding") ? total : null);
+  checkSize(url, received, expected ?? (total && !response.headers.get("Content-Encoding") ? total : null), fix);
+  if (looksLikeHtml(bytes)) throw new Error(`${url} holds an HTML page, not weights: ${fix}.`);
+  return bytes;
+}
+// Throws when a file of `received` bytes is not the `wanted` (null: unknown) it should be.
+function checkSize(url, received, wanted, fix) {
   if (wanted !== null && received < wanted) {
     throw new Error(`${url} arrived short (${received} of ${wanted} bytes): reload the page; if it happens again, ${fix}.`);
   }
   if (wanted !== null && received !== wanted) {
     throw new Error(`${url} has ${received} bytes, not the ${wanted} expected: ${fix}.`);
   }
-  if (looksLikeHtml(bytes)) throw new Error(`${url} holds an HTML page, not weights: ${fix}.`);
-  return bytes;
 }
 
 // A JSON file: its value, or null when it is absent (a 404, or an HTML page in its place).
@@ -176,16 +179,21 @@ async function exportedStreams() {
   pretrainedWeight = typeof w === "number" && Number.isFinite(w) && w >= 0 ? w : null;
   // All at once, each hashed by the browser as soon as it has arrived (see downloadWeights);
   // they keep the index's order, which is the fusion's.
+  // A stream's card and weights are asked for together (one round trip, not two); the card's
+  // `weights_bytes` is checked once both are here.
   const one = async (folder) => {
     const again = `export it again with \`trainer export --name ${folder}\`; the page runs without it`;
+    const url = `models/streams/${folder}/weights.bpk`;
+    const arriving = download(url, 0.7 / names.length, again).then(async (bytes) => [bytes, await sha256(bytes)]);
+    arriving.catch(() => {});
     try {
       const card = await json(`models/streams/${folder}/stream.json`, again);
       if (card === null || typeof card !== "object") {
         throw new Error(`models/streams/${folder}/stream.json is missing (index.json lists the stream): ${again}.`);
       }
-      const expected = Number.isInteger(card.weights_bytes) ? card.weights_bytes : null;
-      const weights = await download(`models/streams/${folder}/weights.bpk`, 0.7 / names.length, again, expected);
-      return { folder, card, weights, digest: await sha256(weights) };
+      const [weights, digest] = await arriving;
+      checkSize(url, weights.length, Number.isInteger(card.weights_bytes) ? card.weights_bytes : null, again);
+      return { folder, card, weights, digest };
     } catch (e) { problem(e.message); return null; }
   };
   const streams = await Promise.all(names.map(one));
@@ -248,6 +256,7 @@ async function startWorker() {
     workerSource = await response.text();
   }
   const url = URL.createObjectURL(new Blob([workerSource], { type: "text/javascript" }));
+  mark("worker created");
   worker = new Worker(url, { type: "module" });
   worker.onmessage = ({ data }) => {
     const pending = calls.get(data.id);
@@ -263,6 +272,7 @@ async function startWorker() {
     const started = await call({ type: "init", glue: GLUE, wasm: WASM, threads: THREADS });
     state.threads = started.threads;
     state.threadsWhy = started.threadsWhy;
+    state.workerSteps = started.steps;
   } finally { URL.revokeObjectURL(url); }
   mark("worker");
 }
@@ -421,11 +431,21 @@ function warmUpDrawing() {
   spareCharts.push(c);
 }
 
+// A new face's canvas is drawn before it joins the page: drawn after, its first text made the
+// browser compute the page's style and layout within the task (13–16 ms of forced layout in
+// the first chart's task with the CPU slowed 4×); joined after, that work waits for the
+// browser's next rendering, outside the task.
 function drawCharts(faces) {
   const holder = $("charts");
   while (holder.children.length > faces.length) holder.lastChild.remove();
-  while (holder.children.length < faces.length) holder.appendChild(chartCanvas());
-  faces.forEach((t, i) => drawChart(holder.children[i], t, i));
+  const drawn = holder.children.length;
+  faces.slice(0, drawn).forEach((t, i) => drawChart(holder.children[i], t, i));
+  const added = faces.slice(drawn).map((t, k) => {
+    const canvas = chartCanvas();
+    drawChart(canvas, t, drawn + k);
+    return canvas;
+  });
+  if (added.length) holder.append(...added);
 }
 
 // Face `i`'s fused distribution (bars, its ±σ band and mean) and each stream's (lines).

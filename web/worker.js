@@ -61,10 +61,20 @@ async function adapter() {
   return { name, software };
 }
 
+// How long each part of starting took, for the page's start-up timeline.
+const initSteps = [];
+function timedStep(name, started) {
+  initSteps.push(`${name} ${Math.round(performance.now() - started)} ms`);
+}
+
 // Loads a wasm-bindgen module: its glue, and the compiled WebAssembly.
 async function loadModule({ glue, wasm }) {
+  let started = performance.now();
   const module = await import(glue);
+  timedStep("glue", started);
+  started = performance.now();
   await module.default({ module_or_path: wasm });
+  timedStep("module fetched and compiled", started);
   return module;
 }
 
@@ -87,7 +97,9 @@ async function loadCpu(threads) {
   }
   try {
     const module = await loadModule(threads);
+    const started = performance.now();
     await module.initThreadPool(threads.count);
+    timedStep(`thread pool of ${threads.count}`, started);
     cpuThreads.count = threads.count;
     cpuThreads.why = threads.count === 1 ? threads.why : null;
     return module;
@@ -191,7 +203,7 @@ async function handle(message) {
     case "init": {
       standardUrls = { glue: message.glue, wasm: message.wasm };
       cpuGlue = await loadCpu(message.threads);
-      return { threads: cpuThreads.count, threadsWhy: cpuThreads.why };
+      return { threads: cpuThreads.count, threadsWhy: cpuThreads.why, steps: initSteps };
     }
     case "load": {
       files = message.files;

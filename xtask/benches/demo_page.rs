@@ -127,6 +127,39 @@ fn run_from(
     )
 }
 
+/// What the page downloads, opened on its defaults until its first estimate: every file its
+/// server was asked for (the worker's module included), by size, as a table with the total.
+fn downloads(clip: &Path) -> String {
+    let root = page::built_page();
+    let wait = page::Wait {
+        frames: 1,
+        time_landmarks: None,
+        time_warm_up: None,
+        cpu_throttle: None,
+        timeout: Duration::from_secs(900),
+    };
+    let session = page::live_session(root.clone(), clip, "", &page::NO_WEBGPU, &wait);
+    let mut files: Vec<(String, u64)> = Vec::new();
+    for request in session.log.try_iter() {
+        let Some(file) = page::serve::file_for(&root, &request.target) else {
+            continue;
+        };
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+        let name = request.target.split('?').next().unwrap_or("").to_string();
+        if size > 0 && !files.iter().any(|(n, _)| *n == name) {
+            files.push((name, size));
+        }
+    }
+    files.sort_by(|a, b| b.1.cmp(&a.1));
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let mut table = String::from("| file the page asked for | size |\n|---|---:|\n");
+    for (name, size) in &files {
+        writeln!(table, "| `{name}` | {} |", mib(*size)).unwrap();
+    }
+    writeln!(table, "| **in all** | **{}** |", mib(total)).unwrap();
+    table
+}
+
 /// The figures of a live session's report; `query` is the one the page was opened with.
 fn measured(report: Value, query: &str) -> Run {
     let times: Vec<f64> = report["frameMs"]
@@ -316,10 +349,22 @@ fn start_line(report: &Value) -> String {
             .collect();
         ms.join(", ")
     };
+    let worker: Vec<&str> = report["workerSteps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     format!(
-        "{} ms; building the estimator: {}; the camera's loop from {camera:.0} ms, its first \
-         frames {} ms (the worker's part {}); the page's thread's tasks over 50 ms: {}",
+        "{} ms; starting the worker: {}; building the estimator: {}; the camera's loop from \
+         {camera:.0} ms, its first frames {} ms (the worker's part {}); the page's thread's \
+         tasks over 50 ms: {}",
         marks.join(", "),
+        if worker.is_empty() {
+            "not reported".to_string()
+        } else {
+            worker.join(", ")
+        },
         if steps.is_empty() {
             "not reported".to_string()
         } else {
@@ -378,6 +423,8 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let clip = page::portrait_clip(dir.path());
+    eprintln!("demo page benchmark: what the page downloads on its defaults");
+    let downloads = downloads(&clip);
     eprintln!("demo page benchmark: WebGPU (software in headless Chromium), 8 frames");
     let gpu = run(&clip, 8, "&backend=webgpu", &["--enable-unsafe-webgpu"]);
     eprintln!("demo page benchmark: CPU fallback, 30 frames");
@@ -608,7 +655,9 @@ fn main() {
         )
     });
     let sizes = format!(
-        "| file | size |\n|---|---|\n| wasm, the standard module (WebGPU and the CPU backend) | {}{} |\n{threaded_row}| age network weights (`age-v1.onnx`) | {} |\n| landmark predictor (`face_landmarks_5.bin`, compact) | {} |\n| detector weights (BlazeFace) | {} |\n",
+        "| file | size |\n|---|---|\n| wasm, the standard module (WebGPU and the CPU backend) | {}{} |\n{threaded_row}| age network weights (`age-v1.onnx`, fetched only when the published network runs) | {} |\n| landmark predictor (`face_landmarks_5.bin`, compact) | {} |\n| detector weights (BlazeFace) | {} |\n\n\
+         What the page downloaded, opened on its defaults (CPU backend, cross-origin isolated), \
+         up to its first estimate, from its server's log:\n\n{downloads}",
         mib(wasm_size),
         wasm_gzip.map_or(String::new(), |g| format!(", {} gzip -9", mib(g))),
         mib(age_weights),
