@@ -46,6 +46,10 @@ pub struct ModelCard {
     /// Metrics on the validation set after the last epoch.
     pub validation: Option<MetricsReport>,
     pub created_by: String,
+    /// For a stream averaged from others (`trainer average`): their folders. The rest of the
+    /// card is the first one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averaged_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +118,7 @@ impl ModelCard {
             training,
             validation,
             created_by: format!("trainer {}", env!("CARGO_PKG_VERSION")),
+            averaged_from: None,
         }
     }
 }

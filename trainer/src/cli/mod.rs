@@ -2,6 +2,7 @@
 //! the argument groups several share ([`args`]).
 
 pub mod args;
+pub mod average;
 pub mod bench;
 pub mod distill;
 pub mod eval;
@@ -47,6 +48,8 @@ pub enum Command {
     Fuse(fuse::FuseArgs),
     /// Write a trained stream where the demo picks it up (f16 where it changes nothing).
     Export(export::ExportArgs),
+    /// Average streams of one network fine-tuned from the same start into one stream.
+    Average(average::AverageArgs),
     /// Measure training and inference throughput of each stream on a device.
     Bench(bench::BenchArgs),
     /// Train a student stream on unlabelled face photos, towards the pretrained network's
@@ -68,6 +71,7 @@ impl Command {
             Command::Predict(args) => Some(args.device.choice),
             Command::Fuse(args) => Some(args.run.device.choice),
             Command::Export(args) => Some(args.device.choice),
+            Command::Average(args) => Some(args.device.choice),
             Command::Distill(args) => Some(args.run.device.choice),
             Command::Bench(args) => Some(args.device.choice),
         }
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Eval(args) => eval::run(args),
         Command::Fuse(args) => fuse::run(args),
         Command::Export(args) => export::run(args),
+        Command::Average(args) => average::run(args),
         Command::Distill(args) => distill::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Predict(args) => match predict::run(args) {
