@@ -72,6 +72,10 @@ pub struct EvalArgs {
     /// of every result, with the command, the commit and the machine.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write every face's true age and each result's distribution over the ages 0–100 here
+    /// (JSON: `true_ages`, and `distributions` by result), for analyses of your own.
+    #[arg(long)]
+    pub distributions: Option<PathBuf>,
     #[command(flatten)]
     pub models_dir: ModelsArg,
     #[command(flatten)]
@@ -336,6 +340,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.flip,
         );
         files::write(path, text.as_bytes())?;
+        if !run.quiet {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if let Some(path) = &args.distributions {
+        let json = serde_json::json!({
+            "data": data,
+            "flip": args.flip,
+            "true_ages": mu,
+            "distributions": results
+                .iter()
+                .map(|r| (r.name.clone(), r.distributions.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        });
+        files::write(path, &serde_json::to_vec(&json)?)?;
         if !run.quiet {
             eprintln!("wrote {}", path.display());
         }
