@@ -117,10 +117,8 @@ async fn exported_stream(
     let pin = files::shipped(&relative);
     if let Some(pin) = pin {
         let shown = format!("models/{relative}");
-        match field("digest").and_then(|d| d.as_string()) {
-            Some(digest) => pin.check_digest(&shown, weights.len(), &digest)?,
-            None => pin.check(&shown, &weights)?,
-        }
+        let digest = field("digest").and_then(|d| d.as_string());
+        pin.verify(&shown, &weights, digest.as_deref())?;
         step(format!("{folder}: sha256"));
     }
     let network = exported::load_stream(&card, weights, device).map_err(|e| {
@@ -256,11 +254,8 @@ impl AgeEstimator {
         let digests = digests.filter(|d| d.len() == given.len());
         for (i, (file, bytes)) in given.into_iter().enumerate() {
             let shown = format!("models/{}", file.path);
-            match &digests {
-                Some(digests) => file.check_digest(&shown, bytes.len(), &digests[i]),
-                None => file.check(&shown, bytes),
-            }
-            .map_err(js_error)?;
+            let digest = digests.as_ref().map(|d| d[i].as_str());
+            file.verify(&shown, bytes, digest).map_err(js_error)?;
         }
         timed("sha256".into());
         let landmarks = ShapePredictor::from_bytes(&landmarks)

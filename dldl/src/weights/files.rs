@@ -101,6 +101,15 @@ impl ModelFile {
         self.check_digest(shown, bytes.len(), &sha256_hex(bytes))
     }
 
+    /// [`ModelFile::check_digest`] with `digest` when one was computed elsewhere, else
+    /// [`ModelFile::check`], which hashes `bytes` here.
+    pub fn verify(&self, shown: &str, bytes: &[u8], digest: Option<&str>) -> Result<(), String> {
+        match digest {
+            Some(digest) => self.check_digest(shown, bytes.len(), digest),
+            None => self.check(shown, bytes),
+        }
+    }
+
     /// [`ModelFile::check`] for a file of `len` bytes whose sha256 (lowercase hex) was computed
     /// elsewhere: the page has the browser's own SHA-256 hash a download, off its threads.
     pub fn check_digest(&self, shown: &str, len: usize, found: &str) -> Result<(), String> {
@@ -135,5 +144,12 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains('\n'));
+        // A digest computed elsewhere is held to the pin the same way; without one the bytes
+        // are hashed.
+        let right = sha256_hex(b"hello");
+        assert!(file.verify("x", b"hellp", Some(&right)).is_ok());
+        assert!(file.verify("x", b"hello", Some(&"0".repeat(64))).is_err());
+        assert!(file.verify("x", b"hello", None).is_ok());
+        assert!(file.verify("x", b"hellp", None).is_err());
     }
 }
