@@ -668,8 +668,8 @@ fn main() {
         "# The demo page in headless Chromium\n\n\
          Written by `cargo xtask bench-page` (`xtask/benches/demo_page.rs`) on {}, {}. The page is \
          served on 127.0.0.1 with a fake camera playing a 512×512 public-domain portrait (one \
-         face); each frame runs detection, the five landmarks, alignment, the pretrained stream on the chip and its \
-         mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
+         face); each frame runs detection, the five landmarks, alignment, the age streams the \
+         page ships (`models/streams/`) on the chip and its mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
          after the first two (from handing a frame to the page's worker to its answer, drawing \
          excluded).\n\n\
          {table}\n\
