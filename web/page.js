@@ -272,7 +272,7 @@ async function startWorker() {
     const init = call({ type: "init", glue: GLUE, wasm: WASM, threads: THREADS });
     // While the worker compiles its module and the weights download, this thread is idle:
     // the drawing's first costs are paid then, once, after the worker has its orders (paid
-    // before, they held back the worker's start by 40–75 ms).
+    // before, they held back the worker's start).
     if (!drawingWarmedUp) { drawingWarmedUp = true; setTimeout(warmUpDrawing, 0); }
     const started = await init;
     state.threads = started.threads;
