@@ -150,7 +150,7 @@ fn downloads(clip: &Path) -> String {
             files.push((name, size));
         }
     }
-    files.sort_by(|a, b| b.1.cmp(&a.1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
     let total: u64 = files.iter().map(|f| f.1).sum();
     let mut table = String::from("| file the page asked for | size |\n|---|---:|\n");
     for (name, size) in &files {
