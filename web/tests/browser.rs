@@ -283,38 +283,30 @@ async fn the_published_network_is_asked_for_only_when_it_must_run() {
         .iter()
         .map(|b| dldl::weights::files::sha256_hex(b))
         .collect();
-    let refused = web::AgeEstimator::create(
-        DETECTOR.to_vec(),
-        LANDMARKS.to_vec(),
-        None,
-        Vec::new(),
-        false,
-        Some(digests.clone()),
-        Some(0.0),
-    )
-    .await
-    .map(|_| ())
-    .map_err(JsValue::from);
-    let message = format!("{:?}", refused.unwrap_err());
+    // What `create` without the published network's file says, as the page reads it.
+    let refusal = |streams: Vec<JsValue>, digests: Vec<String>| async move {
+        let refused = web::AgeEstimator::create(
+            DETECTOR.to_vec(),
+            LANDMARKS.to_vec(),
+            None,
+            streams,
+            false,
+            Some(digests),
+            Some(0.0),
+        )
+        .await
+        .map(|_| ())
+        .map_err(JsValue::from);
+        format!("{:?}", refused.unwrap_err())
+    };
+    let message = refusal(Vec::new(), digests.clone()).await;
     assert!(
         message.contains(&web::published_network_wanted()),
         "{message}"
     );
     let mut wrong = digests;
     wrong[1] = "0".repeat(64);
-    let refused = web::AgeEstimator::create(
-        DETECTOR.to_vec(),
-        LANDMARKS.to_vec(),
-        None,
-        shipped_entries(),
-        false,
-        Some(wrong),
-        Some(0.0),
-    )
-    .await
-    .map(|_| ())
-    .map_err(JsValue::from);
-    let message = format!("{:?}", refused.unwrap_err());
+    let message = refusal(shipped_entries(), wrong).await;
     assert!(
         message.contains("models/face_landmarks_5.bin is not the file this build was made for"),
         "{message}"

@@ -13,7 +13,7 @@ use burn::{
 use dldl::networks::vgg::AgeNet;
 
 use crate::{
-    artifacts::card::{CARD_FILE, ModelCard, WEIGHTS_FILE, load_model},
+    artifacts::card::{CARD_FILE, ModelCard, WEIGHTS_FILE, load_model, save_weights},
     files,
 };
 
@@ -97,13 +97,7 @@ pub fn average_runs(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Mod
     card.validation = None;
     card.averaged_from = Some(runs.iter().map(|r| r.display().to_string()).collect());
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let weights = out.join(WEIGHTS_FILE);
-    let record = model.into_record();
-    files::write_with(&weights, |tmp| {
-        record
-            .save(tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", weights.display()))
-    })?;
+    save_weights(model, &out.join(WEIGHTS_FILE))?;
     files::write(&out.join(CARD_FILE), &serde_json::to_vec_pretty(&card)?)?;
     Ok(card)
 }

@@ -172,6 +172,16 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     Ok(LoadedModel { card, model })
 }
 
+/// Writes `model`'s weights to `path` (burnpack), whole or not at all.
+pub fn save_weights(model: AgeNet, path: &Path) -> Result<()> {
+    let record = model.into_record();
+    crate::files::write_with(path, |tmp| {
+        record
+            .save(tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    })
+}
+
 /// Builds the network `config` describes and applies the weights file to it.
 pub fn load_weights(config: &AgeNetConfig, weights: &Path, device: &Device) -> Result<AgeNet> {
     let model = config.init(device)?;

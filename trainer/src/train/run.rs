@@ -27,7 +27,9 @@ use crate::train::{
     spec::{TrainOptions, learning_rate},
 };
 use crate::{
-    artifacts::card::{CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights},
+    artifacts::card::{
+        CARD_FILE, DataCard, ModelCard, TrainingCard, WEIGHTS_FILE, load_weights, save_weights,
+    },
     artifacts::models,
     data::load::{load_sets, load_sets_with_targets},
     data::loaded::LoadedSet,
@@ -374,12 +376,7 @@ pub fn train(options: &TrainOptions, device: &Device, device_name: &str) -> Resu
             state.history.last().and_then(|e| e.validation.clone()),
         );
         let weights = out.join(WEIGHTS_FILE);
-        let record = model.valid().into_record();
-        files::write_with(&weights, |tmp| {
-            record
-                .save(tmp)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", weights.display()))
-        })?;
+        save_weights(model.valid(), &weights)?;
         files::write(&out.join(CARD_FILE), &serde_json::to_vec_pretty(&card)?)?;
         files::write(
             &out.join("history.json"),
