@@ -41,6 +41,19 @@ fn dist_lock() -> MutexGuard<'static, ()> {
     DIST.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The page's stream index, `models/streams/index.json`, as JSON.
+fn stream_index(page: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(page.join("models/streams/index.json")).unwrap()).unwrap()
+}
+
+/// A copy of the built page in `dir/page`, taken while no test rebuilds it, for a test to change.
+fn page_copy(dir: &Path) -> PathBuf {
+    let page = dir.join("page");
+    let _dist = dist_lock();
+    copy_tree(&built_page(), &page);
+    page
+}
+
 /// The text of `<output id="ID">` in a dumped DOM.
 #[test]
 fn the_page_computes_a_label_distribution_in_webassembly() {
@@ -631,11 +644,7 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
     let dir = tempfile::tempdir().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let run = synthetic_stream(dir.path(), 200, 20, 2, &[]);
-    let page = dir.path().join("page");
-    {
-        let _dist = dist_lock();
-        copy_tree(&built_page(), &page);
-    }
+    let page = page_copy(dir.path());
     ok(&[
         "export",
         "--model",
@@ -734,14 +743,9 @@ fn an_exported_stream_is_picked_up_without_code_changes() {
 #[test]
 fn damaged_shipped_streams_leave_the_published_network_running() {
     let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("page");
-    {
-        let _dist = dist_lock();
-        copy_tree(&built_page(), &page);
-    }
+    let page = page_copy(dir.path());
     let streams = page.join("models/streams");
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(streams.join("index.json")).unwrap()).unwrap();
+    let index = stream_index(&page);
     assert_eq!(index["pretrained_weight"], 0.0, "{index}");
     let mut damaged = Vec::new();
     for folder in index["streams"].as_array().unwrap() {
@@ -782,11 +786,7 @@ fn damaged_shipped_streams_leave_the_published_network_running() {
 fn the_page_requests_its_own_files_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let clip = portrait_clip(dir.path());
-    let root = dir.path().join("page");
-    {
-        let _dist = dist_lock();
-        copy_tree(&built_page(), &root);
-    }
+    let root = page_copy(dir.path());
     let html = std::fs::read_to_string(root.join("index.html")).unwrap();
     assert!(
         html.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self';")
@@ -869,9 +869,7 @@ fn the_page_requests_its_own_files_and_nothing_else() {
         .collect();
     // The shipped streams' weights are fetched; the published network's only when the fusion
     // gives it weight.
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(root.join("models/streams/index.json")).unwrap())
-            .unwrap();
+    let index = stream_index(&root);
     let published = index["pretrained_weight"].as_f64().is_none_or(|w| w > 0.0);
     assert!(
         fetched.iter().any(|u| u.ends_with("/weights.bpk")),
@@ -933,11 +931,7 @@ fn the_page_requests_its_own_files_and_nothing_else() {
 #[test]
 fn an_html_page_in_place_of_the_stream_index_is_no_exported_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("page");
-    {
-        let _dist = dist_lock();
-        copy_tree(&built_page(), &page);
-    }
+    let page = page_copy(dir.path());
     let streams = page.join("models/streams");
     let _ = std::fs::remove_dir_all(&streams);
     std::fs::create_dir_all(&streams).unwrap();

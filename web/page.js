@@ -177,10 +177,9 @@ async function exportedStreams() {
   // The published network's fusion weight beside these streams (absent: 1).
   const w = index.pretrained_weight;
   pretrainedWeight = typeof w === "number" && Number.isFinite(w) && w >= 0 ? w : null;
-  // All at once, each hashed by the browser as soon as it has arrived (see downloadWeights);
-  // they keep the index's order, which is the fusion's.
-  // A stream's card and weights are asked for together (one round trip, not two); the card's
-  // `weights_bytes` is checked once both are here.
+  // All at once, each hashed by the browser as soon as it has arrived (see downloadWeights),
+  // in the index's order, which is the fusion's. A stream's card and weights are asked for
+  // together (one round trip, not two); the card's `weights_bytes` is checked once both are here.
   const one = async (folder) => {
     const again = `export it again with \`trainer export --name ${folder}\`; the page runs without it`;
     const url = `models/streams/${folder}/weights.bpk`;
@@ -364,12 +363,12 @@ async function load() {
   try {
     // Copies, not transfers: the page keeps the weights to start a new worker.
     answer = await call({ type: "load", files: weights, choice, every: EVERY });
-    // None of the streams loaded, and the published network was not downloaded: it runs alone.
-    if (answer.publishedWanted && weights.age === undefined) {
+    // None of the streams loaded, and the published network was not downloaded (the worker
+    // asks for it only then): it runs alone.
+    if (answer.publishedWanted) {
       await addPublished();
       answer = await call({ type: "load", files: weights, choice, every: EVERY });
     }
-    if (answer.publishedWanted) throw new Error("the estimator asked for the published network again after it was given");
   } catch (e) {
     if (e.crashed) throw e;
     throw new Error(`the weights could not be loaded (${e.message ?? e}). They may be damaged: ${FETCH_MODELS}.`);

@@ -215,9 +215,9 @@ impl AgeEstimator {
     /// Builds the pipeline from the detector's ONNX file, the landmark predictor
     /// (`models/face_landmarks_5.bin`), the published age network's ONNX file (`age`: only
     /// needed when it runs, see below), and the
-    /// streams `trainer export` wrote: `exported` is an array of `{folder, card, weights}` (the
-    /// stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
-    /// bytes). An exported stream that cannot be loaded is left out and said in `warnings`; the
+    /// streams `trainer export` wrote: `exported` is an array of `{folder, card, weights, digest}`
+    /// (the stream's folder under `models/streams/`, its parsed `stream.json`, its `weights.bpk`
+    /// bytes, their sha256 in hex when the browser computed it). An exported stream that cannot be loaded is left out and said in `warnings`; the
     /// others run. `pretrained_weight` is the published network's fusion weight from the
     /// streams' `index.json` (absent: 1; at 0 it runs only when no exported stream loaded).
     /// When it is to run and `age` was not given, this fails with

@@ -323,12 +323,20 @@ fn start_line(report: &Value) -> String {
         .split(" (")
         .next()
         .unwrap_or("");
-    let steps: Vec<&str> = report["buildSteps"][backend]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    // A list of steps the page reported, in one line.
+    let listed = |steps: &Value| -> String {
+        let steps: Vec<&str> = steps
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if steps.is_empty() {
+            "not reported".to_string()
+        } else {
+            steps.join(", ")
+        }
+    };
     // The page's own thread's tasks over 50 ms, from the camera's start.
     let camera = report["cameraStartedMs"].as_f64().unwrap_or(f64::NAN);
     let long: Vec<String> = report["longTasks"]
@@ -349,27 +357,13 @@ fn start_line(report: &Value) -> String {
             .collect();
         ms.join(", ")
     };
-    let worker: Vec<&str> = report["workerSteps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
     format!(
         "{} ms; starting the worker: {}; building the estimator: {}; the camera's loop from \
          {camera:.0} ms, its first frames {} ms (the worker's part {}); the page's thread's \
          tasks over 50 ms: {}",
         marks.join(", "),
-        if worker.is_empty() {
-            "not reported".to_string()
-        } else {
-            worker.join(", ")
-        },
-        if steps.is_empty() {
-            "not reported".to_string()
-        } else {
-            steps.join(", ")
-        },
+        listed(&report["workerSteps"]),
+        listed(&report["buildSteps"][backend]),
         first("frameMs"),
         first("workerMs"),
         if long.is_empty() {
@@ -669,9 +663,9 @@ fn main() {
          Written by `cargo xtask bench-page` (`xtask/benches/demo_page.rs`) on {}, {}. The page is \
          served on 127.0.0.1 with a fake camera playing a 512×512 public-domain portrait (one \
          face); each frame runs detection, the five landmarks, alignment, the age streams the \
-         page ships (`models/streams/`) on the chip and its mirror image, fusion and tracking. Milliseconds per frame: the median of the live frames \
-         after the first two (from handing a frame to the page's worker to its answer, drawing \
-         excluded).\n\n\
+         page ships (`models/streams/`) on the chip and its mirror image, fusion and tracking. \
+         Milliseconds per frame: the median of the live frames after the first two (from \
+         handing a frame to the page's worker to its answer, drawing excluded).\n\n\
          {table}\n\
          ## The page's own thread after the first estimate\n\n\
          The page on its CPU backend with its defaults, 10 frames, as it is and with the CPU \

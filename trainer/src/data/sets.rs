@@ -63,15 +63,6 @@ impl From<f32> for Sigma {
     }
 }
 
-impl std::fmt::Display for Sigma {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Sigma::Constant(sigma) => write!(f, "{sigma}"),
-            Sigma::ByAge { at_0, at_100 } => write!(f, "{at_0} at age 0 to {at_100} at 100"),
-        }
-    }
-}
-
 /// One data set as a configuration names it. Relative paths are relative to the configuration
 /// file (or the working directory on the command line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
