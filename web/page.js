@@ -435,10 +435,10 @@ function warmUpDrawing() {
   spareCharts.push(c);
 }
 
-// A new face's canvas is drawn before it joins the page: drawn after, its first text made the
-// browser compute the page's style and layout within the task (13–16 ms of forced layout in
-// the first chart's task with the CPU slowed 4×); joined after, that work waits for the
-// browser's next rendering, outside the task.
+// A new face's canvas is drawn before it joins the page (a camera frame's joins blank, and is
+// drawn later: `chartsLater`): drawn after, its first text made the browser compute the page's
+// style and layout within the task (13–16 ms of forced layout in the first chart's task with
+// the CPU slowed 4×); joined after, that work waits for the browser's next rendering.
 function drawCharts(faces) {
   const holder = $("charts");
   while (holder.children.length > faces.length) holder.lastChild.remove();
@@ -490,12 +490,25 @@ function drawChart(canvas, t, i) {
 
 // A camera frame's charts are drawn in a task of their own, after the frame and its boxes:
 // on one machine the task that drew the first answer (new canvases, the first text) took
-// 52–56 ms, over the 50 ms that a task may last while the camera runs. Only
-// the newest faces are drawn when several answers come before it runs.
-let pendingCharts = null;
+// 52–56 ms, over the 50 ms that a task may last while the camera runs. Only the newest faces
+// are drawn when several answers come before it runs. A new face's canvas joins the page blank
+// and is drawn in a task after the browser's next rendering has laid it out: joined and drawn
+// in one task, the chart's drawing and the page's new layout fell in one frame of 55–64 ms
+// with the CPU slowed 4× (`cargo xtask bench-page`).
+let pendingCharts = null, chartsQueued = false;
 function chartsLater(faces) {
-  if (pendingCharts === null) setTimeout(() => { const f = pendingCharts; pendingCharts = null; drawCharts(f); }, 0);
   pendingCharts = faces;
+  if (!chartsQueued) { chartsQueued = true; setTimeout(drawPendingCharts, 0); }
+}
+function drawPendingCharts() {
+  const faces = pendingCharts, holder = $("charts");
+  if (faces && faces.length > holder.children.length) {
+    holder.append(...faces.slice(holder.children.length).map(() => chartCanvas()));
+    requestAnimationFrame(() => setTimeout(drawPendingCharts, 0));
+    return;
+  }
+  pendingCharts = null; chartsQueued = false;
+  if (faces) drawCharts(faces);
 }
 
 // ---- one frame through the pipeline ------------------------------------------------------
@@ -537,7 +550,7 @@ async function estimate(source, width, height, track, mine) {
   if (view.width !== w || view.height !== h) { view.width = w; view.height = h; }
   ctx.putImageData(new ImageData(new Uint8ClampedArray(answer.pixels), w, h), 0, 0);
   drawFaces(ctx, faces);
-  if (mine?.camera) chartsLater(faces); else drawCharts(faces);
+  if (mine?.camera) chartsLater(faces); else { pendingCharts = null; drawCharts(faces); }
   if (faces.length === 0) {
     say("No face in view: face the camera, closer and well lit, or try another photo.");
   } else {
