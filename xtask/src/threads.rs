@@ -24,7 +24,7 @@ const PINNED_NIGHTLY: &str = "nightly-2026-05-20";
 const MAX_MEMORY: u64 = 2 << 30;
 
 /// The nightly toolchain to build with, installed (with `rust-src`) when missing.
-fn nightly() -> Result<String> {
+pub fn nightly() -> Result<String> {
     let toolchain = std::env::var("APPARENT_AGE_NIGHTLY").unwrap_or_else(|_| {
         // A nightly already installed (the image has one) saves a download.
         if output("rustup", &["run", "nightly", "rustc", "--version"]).is_some() {
