@@ -167,15 +167,16 @@ fn run(what: &str, mut command: Command) -> Result<()> {
                 "xtask: {what}, beside the build (its output: {})",
                 path.display()
             );
+            let cannot =
+                |e: std::io::Error| format!("{what}: cannot write {}: {e}", path.display());
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("{what}: cannot write {}: {e}", path.display()))?;
-            let err = file
-                .try_clone()
-                .map_err(|e| format!("{what}: cannot write {}: {e}", path.display()))?;
-            command.stdout(file).stderr(err);
+                .map_err(cannot)?;
+            command
+                .stdout(file.try_clone().map_err(cannot)?)
+                .stderr(file);
         }
     }
     let status = command
