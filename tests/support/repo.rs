@@ -3,9 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// The repository's root (every test crate lives one folder below it).
+/// The repository's root (every test crate lives one folder below it): from
+/// `CARGO_MANIFEST_DIR` as `cargo test` sets it when it runs the test, so that a test binary
+/// built by a clone at another path (one target folder serves every clone, and cargo reuses a
+/// build whose sources are no newer) reads this clone's files; the folder it was compiled in
+/// otherwise.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .unwrap()
         .to_path_buf()
