@@ -423,15 +423,28 @@ function chartCanvas() {
   return c;
 }
 const FONTS = ["bold 18px system-ui", "13px system-ui", "12px system-ui"];
+// Every glyph the labels draw (stream names included), so that the first real labels find
+// them rasterised: the first chart's text took 28 ms of its task with the CPU slowed 4×.
+const GLYPHS = "0123456789 .,:;±–-_() abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+// The view's first drawing on a new size allocates its pixels (26 ms of the first answer's
+// task with the CPU slowed 4×): done when the size is set, in the task that sends the frame,
+// and at the start for the default size. Drawn and wiped in one task, so never seen.
+function primeView(view) {
+  const ctx = view.getContext("2d");
+  ctx.font = FONTS[0];
+  ctx.fillText(GLYPHS, 0, 20);
+  ctx.clearRect(0, 0, view.width, view.height);
+}
 // A chart of a made-up face drawn on the spare canvas, then wiped: the same code and fonts as
-// a real one.
+// a real one; and the view primed.
 function warmUpDrawing() {
+  primeView($("view"));
   const c = chartCanvas(), ctx = c.getContext("2d");
-  for (const font of FONTS) { ctx.font = font; ctx.fillText("face 1: 0123456789.± years (fused)", 10, 20); }
+  for (const font of FONTS) { ctx.font = font; ctx.fillText(GLYPHS, 10, 20); }
   const flat = Array(101).fill(1 / 101);
   const face = { expected_age: 50, sigma: 10, distribution: flat, alignment: { method: "landmarks" }, streams: [{ name: "stream", expected_age: 50, distribution: flat }] };
   drawChart(c, { face, frames: 1 }, 0);
-  ctx.clearRect(0, 0, c.width, c.height);
+  ctx.clearRect(0, 0, c.width, c.height - CHART_PAD);
   spareCharts.push(c);
 }
 
@@ -452,11 +465,14 @@ function drawCharts(faces) {
   if (added.length) holder.append(...added);
 }
 
-// Face `i`'s fused distribution (bars, its ±σ band and mean) and each stream's (lines).
+// Face `i`'s fused distribution (bars, its ±σ band and mean) and each stream's (lines). The
+// ages along the bottom, the same on every chart, are drawn once a canvas, in the strip below
+// the plot that nothing else draws on (the spare canvas gets them in `warmUpDrawing`).
+const CHART_PAD = 28;
 function drawChart(canvas, t, i) {
   const f = t.face, ctx = canvas.getContext("2d");
-  const { width, height } = canvas, pad = 28, w = (width - 2 * pad) / 101;
-  ctx.clearRect(0, 0, width, height);
+  const { width, height } = canvas, pad = CHART_PAD, w = (width - 2 * pad) / 101;
+  ctx.clearRect(0, 0, width, height - pad);
   const peak = Math.max(...f.distribution, ...f.streams.flatMap((s) => s.distribution), 1e-9);
   const x = (age) => pad + (age + 0.5) * w, y = (p) => height - pad - (height - 2 * pad) * p / peak;
   ctx.fillStyle = "#dde8f5";
@@ -485,7 +501,11 @@ function drawChart(canvas, t, i) {
     ctx.fillStyle = "#222"; ctx.fillText(`${s.name} ${s.expected_age.toFixed(1)}`, lx + 18, 16);
     lx += ctx.measureText(`${s.name} ${s.expected_age.toFixed(1)}`).width + 40;
   });
-  for (let age = 0; age <= 100; age += 10) ctx.fillText(String(age), x(age) - 6, height - 8);
+  if (!canvas.dataset.ages) {
+    ctx.fillStyle = "#222";
+    for (let age = 0; age <= 100; age += 10) ctx.fillText(String(age), x(age) - 6, height - 8);
+    canvas.dataset.ages = "drawn";
+  }
 }
 
 // A camera frame's charts are drawn in a task of their own, after the frame and its boxes:
@@ -512,27 +532,44 @@ function drawPendingCharts() {
 }
 
 // ---- one frame through the pipeline ------------------------------------------------------
-// Frames are grabbed on a canvas of their own and their pixels transferred to the worker and
-// back; the view shows a frame only together with its boxes, once its estimate is back (on a
-// slow backend the boxes would otherwise be missing most of the time). `owner` is the camera
-// run or photo the frame belongs to: an answer for one that has ended is not drawn.
+// A camera frame goes to the worker as a VideoFrame (a photo as an ImageBitmap); the worker
+// converts and scales it, reads its pixels, and hands back an ImageBitmap of what it read. The
+// view shows a frame only together with its boxes, once its estimate is back (on a slow
+// backend the boxes would otherwise be missing most of the time), by drawing that bitmap, a
+// copy with no conversion. So this thread neither converts a video frame nor reads pixels:
+// with the CPU slowed 4×, grabbing a frame here (drawImage and getImageData, or
+// createImageBitmap of the video) took 13–23 ms, and putting the answer's pixels back 8–18 ms,
+// of tasks that must stay under 50 ms. A browser without OffscreenCanvas in workers sends the
+// pixels, grabbed on a canvas of their own (`grab`), and one without VideoFrame an ImageBitmap
+// of the video. `owner` is the camera run or photo the frame belongs to: an answer for one that
+// has ended is not drawn.
+const BITMAPS = typeof OffscreenCanvas === "function" && typeof createImageBitmap === "function";
+const VIDEO_FRAMES = BITMAPS && typeof VideoFrame === "function";
 const grab = document.createElement("canvas");
 let owner = null;
 // A frame takes up to a few seconds on a software WebGPU adapter; one minute means a hang.
 const FRAME_LIMIT_MS = 60000;
-async function estimate(source, width, height, track, mine) {
-  const scale = Math.min(1, 640 / Math.max(width, height));
-  const w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
+async function frameMessage(source, w, h, track) {
+  if (BITMAPS) {
+    const image = VIDEO_FRAMES && source instanceof HTMLVideoElement ? new VideoFrame(source) : await createImageBitmap(source);
+    return [{ type: "frame", image, width: w, height: h, track }, [image]];
+  }
   if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
-  // The view takes the frame's size now, in this task, not in the one that draws the answer.
-  const view = $("view");
-  if (mine === owner && (view.width !== w || view.height !== h)) { view.width = w; view.height = h; }
   const grabContext = grab.getContext("2d", { willReadFrequently: true });
   grabContext.drawImage(source, 0, 0, w, h);
   const pixels = grabContext.getImageData(0, 0, w, h);
+  return [{ type: "frame", pixels: pixels.data.buffer, width: w, height: h, track }, [pixels.data.buffer]];
+}
+async function estimate(source, width, height, track, mine) {
+  const scale = Math.min(1, 640 / Math.max(width, height));
+  const w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
+  // The view takes the frame's size now, in this task, not in the one that draws the answer.
+  const view = $("view");
+  if (mine === owner && (view.width !== w || view.height !== h)) { view.width = w; view.height = h; primeView(view); }
+  const [message, transfer] = await frameMessage(source, w, h, track);
   const started = performance.now();
-  const answer = await call({ type: "frame", pixels: pixels.data.buffer, width: w, height: h, track }, [pixels.data.buffer], FRAME_LIMIT_MS);
-  if (owner !== mine) return null;
+  const answer = await call(message, transfer, FRAME_LIMIT_MS);
+  if (owner !== mine) { answer.image?.close(); return null; }
   const faces = answer.faces, ms = performance.now() - started;
   if (answer.fellBack) {
     problem(`${answer.fellBack}.`);
@@ -548,7 +585,12 @@ async function estimate(source, width, height, track, mine) {
   if (faces.length && state.firstEstimateMs === null) state.firstEstimateMs = performance.now();
   const ctx = view.getContext("2d");
   if (view.width !== w || view.height !== h) { view.width = w; view.height = h; }
-  ctx.putImageData(new ImageData(new Uint8ClampedArray(answer.pixels), w, h), 0, 0);
+  if (answer.image) {
+    // Cleared first: drawn over the last frame, a photo's transparent parts would show it.
+    ctx.clearRect(0, 0, w, h);
+    ctx.drawImage(answer.image, 0, 0, w, h);
+    answer.image.close();
+  } else ctx.putImageData(new ImageData(new Uint8ClampedArray(answer.pixels), w, h), 0, 0);
   drawFaces(ctx, faces);
   if (mine?.camera) chartsLater(faces); else { pendingCharts = null; drawCharts(faces); }
   if (faces.length === 0) {
@@ -758,17 +800,19 @@ async function photo(file) {
   settle();
 }
 
-// For the tests and the benchmark, read through WebDriver: the state, the canvas the last
-// frame was grabbed on, the worker (to fail it), the landmark step timed on the last
-// frame in the worker, and the compute of a frame alone (the camera stopped first).
+// For the tests and the benchmark, read through WebDriver: the state, the worker (to fail
+// it), the landmark step timed on the last frame in the worker, and the compute of a frame
+// alone (the camera stopped first).
 window.ageDemo = {
-  state, grab,
+  state,
   get worker() { return worker; },
   async timeWarmUp(runs) {
     stopCamera();
     return (await call({ type: "time-warm-up", runs })).ms;
   },
   async timeLandmarks(runs) {
+    // The worker kept the last frame it read from a bitmap.
+    if (BITMAPS) return (await call({ type: "time-landmarks", runs })).ms;
     const px = grab.getContext("2d").getImageData(0, 0, grab.width, grab.height);
     return (await call({ type: "time-landmarks", pixels: px.data.buffer, width: grab.width, height: grab.height, runs }, [px.data.buffer])).ms;
   },

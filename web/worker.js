@@ -15,12 +15,18 @@
 //                                              {publishedWanted: true} when the published
 //                                              network must run and files.age is absent
 //   {type: "switch", choice}                   the same weights on another backend
-//   {type: "frame", pixels, width, height, track}
-//                                              estimate one RGBA frame (its buffer is
-//                                              transferred here and back)
+//   {type: "frame", image, width, height, track}
+//                                              estimate one frame, a VideoFrame or
+//                                              ImageBitmap (transferred here), scaled to
+//                                              width × height; answered with `image`, an
+//                                              ImageBitmap of the pixels estimated (or with
+//                                              `pixels`, an RGBA buffer transferred here and
+//                                              back, for `pixels`)
 //   {type: "reset"}                            forget the tracked faces
 //   {type: "label", mu, sigma}                 the label distribution N(μ, σ), its mean and std
 //   {type: "time-landmarks", pixels, width, height, runs}
+//                                              (without pixels: the last frame read from an
+//                                              image)
 //   {type: "time-warm-up", runs}               the median ms of `runs` warm-up frames
 // Answers: {id, ok: true, ...} or {id, ok: false, message, crashed}. `crashed` means the module
 // itself failed (a panic, out of memory): the page then starts a new worker.
@@ -228,8 +234,8 @@ async function handle(message) {
       for (const estimator of estimators.values()) estimator.reset();
       return {};
     case "frame": {
-      const { pixels, width, height, track } = message;
-      const bytes = new Uint8Array(pixels);
+      const { pixels, image, width, height, track } = message;
+      const bytes = image ? readImage(image, width, height) : new Uint8Array(pixels);
       const started = performance.now();
       let faces, fellBack = null;
       try {
@@ -244,7 +250,10 @@ async function handle(message) {
         faces = await estimators.get(active).estimate(bytes, width, height, track);
       }
       const ms = performance.now() - started;
-      return { faces, ms, pixels, fellBack, backend: active, transfer: [pixels] };
+      // What was read, as a bitmap (the canvas's own, no copy: the canvas starts blank again).
+      const shown = image ? reader.canvas.transferToImageBitmap() : null;
+      const frame = image ? { image: shown, transfer: [shown] } : { pixels, transfer: [pixels] };
+      return { faces, ms, fellBack, backend: active, ...frame };
     }
     case "time-warm-up": {
       // The median of `runs` warm-up frames (the compute of one face's frame, nothing else).
@@ -254,13 +263,31 @@ async function handle(message) {
       return { ms: times[Math.floor(times.length / 2)] };
     }
     case "time-landmarks": {
-      const { pixels, width, height, runs } = message;
-      const ms = await estimators.get(active).timeLandmarks(new Uint8Array(pixels), width, height, runs);
+      const { runs } = message;
+      const { bytes, width, height } = message.pixels ? { ...message, bytes: new Uint8Array(message.pixels) } : lastFrame ?? {};
+      if (!bytes) throw new Error("no frame has been estimated yet");
+      const ms = await estimators.get(active).timeLandmarks(bytes, width, height, runs);
       return { ms: ms ?? null };
     }
     default:
       throw new Error(`unknown message ${message.type}`);
   }
+}
+
+// A frame's pixels: its image (closed here) drawn at width × height on a canvas kept for it,
+// and read back; the last one is kept for "time-landmarks".
+let reader = null, lastFrame = null;
+function readImage(image, width, height) {
+  try {
+    if (reader?.canvas.width !== width || reader?.canvas.height !== height) {
+      reader = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+    }
+    reader.clearRect(0, 0, width, height);
+    reader.drawImage(image, 0, 0, width, height);
+  } finally { image.close(); }
+  const bytes = new Uint8Array(reader.getImageData(0, 0, width, height).data.buffer);
+  lastFrame = { bytes, width, height };
+  return bytes;
 }
 
 // One message at a time, in order: a frame never overlaps a switch of backend or another frame.
