@@ -716,7 +716,9 @@ async function openCamera(asked) {
 async function pump(run) {
   if (run.busy || !run.fresh || owner !== run || document.hidden) return;
   const video = $("video");
-  if (!video.videoWidth) return;
+  // A video without its current frame yet cannot be grabbed (a VideoFrame of it throws): the
+  // next frame to arrive calls this again.
+  if (!video.videoWidth || video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) return;
   run.fresh = false; run.busy = true;
   try {
     await estimateOrRestart(video, video.videoWidth, video.videoHeight, true, run);

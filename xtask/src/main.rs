@@ -1,8 +1,9 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
 //! - `test`: installs what the checks need when it is missing (rustfmt, clippy, the wasm32
-//!   target; then, beside the native clippy, trunk, wasm-bindgen-cli, nightly's `rust-src`,
-//!   Chromium and Debian's chromedriver) and fetches the model files and test portraits, then
+//!   target; beside the native clippy, nightly's `rust-src`, Chromium and Debian's
+//!   chromedriver; before the page's build, trunk and wasm-bindgen-cli) and fetches the model
+//!   files and test portraits, then
 //!   runs rustfmt, clippy with warnings denied (native and wasm32), builds the demo page, runs
 //!   every native test, and the browser tests (wasm-bindgen-test in headless Chromium).
 //! - `fetch-models`, `fetch-portraits`: the pretrained weights and the test portraits, from
@@ -211,19 +212,19 @@ fn locked_version(package: &str) -> Result<String> {
     Err(format!("Cargo.lock does not pin {package}"))
 }
 
-/// Installs `krate` at `version` with `cargo install` unless `binary --version` already says it.
-fn ensure_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result<()> {
+/// Installs `krate` at `version` with `cargo install` (and `options`) unless `binary --version`
+/// already says it.
+fn ensure_tool(binary: &str, krate: &str, version: &str, options: &[&str]) -> Result<()> {
     let found = output(binary, &["--version"]).unwrap_or_default();
     if found.split_whitespace().any(|w| w == version) {
         return Ok(());
     }
     let mut install = cargo();
-    install.args(["install", krate, "--version", &format!("={version}")]);
-    if locked {
-        install.arg("--locked");
-    }
-    // In cargo's own temporary build folder (removed after), so that it can run beside the
-    // project's builds: one cargo at a time may use a build folder.
+    install
+        .args(["install", krate, "--version", &format!("={version}")])
+        .args(options);
+    // In cargo's own temporary build folder (removed after): the project's may be another
+    // clone's, or hold artifacts of another profile.
     install.env_remove("CARGO_TARGET_DIR");
     run(
         &format!("installing {krate} {version} (a few minutes, once)"),
@@ -251,30 +252,31 @@ fn ensure_wasm_target() -> Result<()> {
 /// project's 1.95) and wasm-bindgen-cli, which must match the library exactly (`--locked` fails
 /// to resolve for it).
 fn ensure_page_tools() -> Result<()> {
-    ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
+    ensure_tool("trunk", "trunk", TRUNK_VERSION, &["--locked"])?;
     ensure_tool(
         "wasm-bindgen",
         "wasm-bindgen-cli",
         &locked_version("wasm-bindgen")?,
-        false,
+        &[],
     )
 }
 
-/// Installs what the page's build and its tests need and a new machine lacks (trunk,
-/// wasm-bindgen-cli, nightly Rust's `rust-src`, Chromium, chromedriver) on a thread of its own
-/// while clippy runs. One after the other they took about 16 minutes of a new 2-core machine's
-/// first `cargo xtask test` (trunk 9.7, wasm-bindgen-cli 3.2, the rest downloads and apt-get),
-/// with the build waiting; beside it, the downloads cost the build nothing and the compiles
-/// take the cores the build leaves idle. Their output goes to a log file; the result is the
-/// chromedriver to use.
+/// Installs what the page's tests need and a new machine lacks, and that is mostly a download
+/// (nightly Rust's `rust-src`, Chromium, chromedriver), on a thread of its own while clippy
+/// runs; their output goes to a log file; the result is the chromedriver to use. The tools
+/// `cargo install` compiles (trunk, wasm-bindgen-cli) are not among them: compiled beside
+/// clippy on a new 2-core machine, clippy and trunk took 24.4 minutes together against 19.2 one
+/// after the other the day before, and the wasm32 clippy and wasm-bindgen-cli 12.3 against 8.0
+/// (the page's build, alone both days, took 8 % longer that day): two builds on two cores slow
+/// each other more than they gain.
 fn install_meanwhile() -> std::thread::JoinHandle<Result<String>> {
     let log = cache_dir().join("installs.log");
     std::thread::spawn(move || {
         let _ = std::fs::create_dir_all(cache_dir());
         let _ = std::fs::remove_file(&log);
         STEP_LOG.with(|l| *l.borrow_mut() = Some(log.clone()));
-        let done = ensure_page_tools()
-            .and_then(|()| threads::nightly().map(|_| ()))
+        let done = threads::nightly()
+            .map(|_| ())
             .and_then(|()| ensure_chromium())
             .and_then(|()| ensure_chromedriver());
         done.map_err(|e| format!("{e} (its output: {})", log.display()))
