@@ -6,10 +6,7 @@
 //! Reads `models/` (run `cargo xtask fetch-models`) and the astronaut portrait (`cargo xtask
 //! fetch-portraits`), which is placed in a 640×480 frame.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::time::Duration;
 
 use dldl::{
     burn::tensor::{Device, Tensor},
@@ -24,19 +21,15 @@ use image::{Rgb, RgbImage};
 mod support;
 use support::median_seconds;
 
-fn read(path: &Path, fix: &str) -> Vec<u8> {
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask {fix}`", path.display()))
-}
+// Where the repository's fetched files are, as the tests find them.
+#[path = "../../tests/support/repo.rs"]
+#[allow(dead_code)]
+mod repo;
 
 fn main() {
-    // The crate's folder as cargo names it when it runs the bench (see `tests/support/repo.rs`).
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..");
     let device = Device::flex();
     let budget = Duration::from_secs(3);
-    let age = read(&root.join("models/age-v1.onnx"), "fetch-models");
+    let age = repo::read(&repo::model("age-v1.onnx"), "fetch-models");
     let net = PretrainedAgeNet::from_onnx(&age, &device).unwrap();
     let mut forward = Vec::new();
     // As published, with its affine layers folded into its convs, and as the page and `trainer
@@ -69,14 +62,12 @@ fn main() {
         }
     }
 
-    let detector_bytes = read(
-        &root.join("models/blazeface/face_detection_short_range.onnx"),
+    let detector_bytes = repo::read(
+        &repo::model("blazeface/face_detection_short_range.onnx"),
         "fetch-models",
     );
     let detector = BlazeFace::from_onnx(&detector_bytes, &device).unwrap();
-    let portrait = image::open(root.join("tests/fixtures/portraits/astronaut.png"))
-        .unwrap_or_else(|e| panic!("{e}; run `cargo xtask fetch-portraits`"))
-        .to_rgb8();
+    let portrait = repo::portrait_rgb("astronaut.png");
     let mut frame = RgbImage::from_pixel(640, 480, Rgb([90, 90, 90]));
     let small = image::imageops::resize(&portrait, 480, 480, image::imageops::FilterType::Triangle);
     image::imageops::replace(&mut frame, &small, 80, 0);
@@ -84,8 +75,8 @@ fn main() {
     let detect = median_seconds(budget, || {
         detector.detect(&frame, &device).unwrap();
     });
-    let predictor = ShapePredictor::from_bytes(&read(
-        &root.join("models").join(landmarks::COMPACT_FILE),
+    let predictor = ShapePredictor::from_bytes(&repo::read(
+        &repo::model(landmarks::COMPACT_FILE),
         "fetch-models",
     ))
     .unwrap();

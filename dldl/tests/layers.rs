@@ -8,6 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 /// The layers, lowest first; each may read those before it.
 const LAYERS: [&str; 5] = ["distribution", "onnx", "networks", "weights", "face"];
 /// Shared by all: the error type and the crate root's own items.
@@ -78,12 +81,7 @@ fn first_segment(path: &str) -> Option<String> {
 
 #[test]
 fn each_module_reads_only_the_layers_below_it() {
-    // The crate's folder as `cargo test` names it when it runs the test, not the one the
-    // binary was compiled in: one target folder serves every clone, and cargo reuses a build
-    // made by a clone at another path.
-    let src = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("src");
+    let src = support::repo::root().join("dldl/src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     files.sort();

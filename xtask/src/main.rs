@@ -212,19 +212,19 @@ fn locked_version(package: &str) -> Result<String> {
     Err(format!("Cargo.lock does not pin {package}"))
 }
 
-/// Installs `krate` at `version` with `cargo install` (and `options`) unless `binary --version`
-/// already says it.
-fn ensure_tool(binary: &str, krate: &str, version: &str, options: &[&str]) -> Result<()> {
+/// Installs `krate` at `version` with `cargo install` unless `binary --version` already says it.
+fn ensure_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result<()> {
     let found = output(binary, &["--version"]).unwrap_or_default();
     if found.split_whitespace().any(|w| w == version) {
         return Ok(());
     }
     let mut install = cargo();
-    install
-        .args(["install", krate, "--version", &format!("={version}")])
-        .args(options);
-    // In cargo's own temporary build folder (removed after): the project's may be another
-    // clone's, or hold artifacts of another profile.
+    install.args(["install", krate, "--version", &format!("={version}")]);
+    if locked {
+        install.arg("--locked");
+    }
+    // In cargo's own temporary build folder (removed after): nothing of the tool's build needs
+    // to stay in the project's.
     install.env_remove("CARGO_TARGET_DIR");
     run(
         &format!("installing {krate} {version} (a few minutes, once)"),
@@ -252,12 +252,12 @@ fn ensure_wasm_target() -> Result<()> {
 /// project's 1.95) and wasm-bindgen-cli, which must match the library exactly (`--locked` fails
 /// to resolve for it).
 fn ensure_page_tools() -> Result<()> {
-    ensure_tool("trunk", "trunk", TRUNK_VERSION, &["--locked"])?;
+    ensure_tool("trunk", "trunk", TRUNK_VERSION, true)?;
     ensure_tool(
         "wasm-bindgen",
         "wasm-bindgen-cli",
         &locked_version("wasm-bindgen")?,
-        &[],
+        false,
     )
 }
 
